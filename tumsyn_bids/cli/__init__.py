@@ -1,0 +1,1 @@
+"""Command-line front ends. Importing this package must not import torch, ants or nipype."""
