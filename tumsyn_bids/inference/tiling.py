@@ -1,0 +1,144 @@
+"""Window plans: where input windows sit, which output voxels each one decodes, and their weights.
+
+Everything here is in the network's array order and in index space (numpy only).
+
+Per axis, the input (``N`` voxels) is zero-padded to ``P = max(N, W)`` voxels (content centred,
+``pad_lo`` voxels before it), and windows of ``W`` voxels start at ``a`` (padded index).
+Output voxel ``j`` (of ``M``) sits at the continuous input index ``p_j = (j + 0.5) N / M - 0.5``
+(see :mod:`.geometry`). A window decodes the output voxels whose centres fall inside its extent,
+``a - 0.5 <= p_j + pad_lo < a + W - 0.5`` (half-open, computed in exact integer arithmetic), so
+consecutive windows that touch or overlap leave no output voxel uncovered, for any scale, integer
+or not. Each such voxel is queried at its window-local cell-centre coordinate in [-1, 1]:
+``c = (2 (p_j + pad_lo - a) + 1) / W - 1``; when ``W * M / N`` is an integer and the window starts
+on an output-cell boundary these are exactly the cell centres of a ``W * M / N`` grid (the
+published scheme); otherwise they are the same regular grid shifted by a sub-cell offset.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AxisWindow:
+    """One window position along one axis."""
+
+    start: int  # padded input index of the first window voxel
+    out_lo: int  # first output voxel decoded by this window
+    out_hi: int  # one past the last
+    coords: np.ndarray  # (out_hi - out_lo,) window-local normalised coordinates, float64
+
+
+@dataclass(frozen=True)
+class Window:
+    """A 3D window: the product of one AxisWindow per axis."""
+
+    axes: tuple[AxisWindow, AxisWindow, AxisWindow]
+
+    @property
+    def start(self) -> tuple[int, int, int]:
+        return tuple(a.start for a in self.axes)  # type: ignore[return-value]
+
+    @property
+    def out_slices(self) -> tuple[slice, slice, slice]:
+        return tuple(slice(a.out_lo, a.out_hi) for a in self.axes)  # type: ignore[return-value]
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        return tuple(a.out_hi - a.out_lo for a in self.axes)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """All windows of a volume, and the padding they need."""
+
+    window: int
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    pad: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (before, after) per axis
+    windows: list[Window]
+
+    @property
+    def padded_shape(self) -> tuple[int, int, int]:
+        return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_shape, self.pad))  # type: ignore[return-value]
+
+
+def window_starts(padded: int, window: int, stride: int, *, spread: bool) -> list[int]:
+    """Window starts along an axis of ``padded`` voxels (``padded >= window``).
+
+    ``spread=False``: the published scheme, ``0, stride, 2*stride, ...`` plus a last window flush
+    with the end. ``spread=True``: the fewest windows with steps of at most ``stride``, spaced
+    as evenly as integers allow.
+    """
+    if padded < window or window < 1 or stride < 1:
+        raise ValueError(f"bad tiling: padded={padded} window={window} stride={stride}")
+    last = padded - window
+    if not spread:
+        starts = list(range(0, last + 1, stride))
+        if starts[-1] != last:
+            starts.append(last)
+        return starts
+    count = math.ceil(last / stride) + 1
+    if count == 1:
+        return [0]
+    return sorted({int(round(k * last / (count - 1))) for k in range(count)})
+
+
+def _ceil_div(num: int, den: int) -> int:
+    return -((-num) // den)
+
+
+def axis_windows(n: int, m: int, window: int, stride: int, *, spread: bool) -> tuple[int, int, list[AxisWindow]]:
+    """Padding (before, after) and the windows along one axis with ``n`` input and ``m`` output voxels."""
+    padded = max(n, window)
+    pad_lo = (padded - n) // 2
+    pad_hi = padded - n - pad_lo
+    result = []
+    for a in window_starts(padded, window, stride, spread=spread):
+        rel = a - pad_lo  # window start in unpadded input index
+        lo = min(max(_ceil_div(2 * m * rel - n, 2 * n), 0), m)
+        hi = min(max(_ceil_div(2 * m * (rel + window) - n, 2 * n), 0), m)
+        j = np.arange(lo, hi, dtype=np.float64)
+        p = (j + 0.5) * (n / m) - 0.5  # continuous input index of each output centre
+        coords = (2.0 * (p - rel) + 1.0) / window - 1.0
+        result.append(AxisWindow(a, lo, hi, coords))
+    return pad_lo, pad_hi, result
+
+
+def plan_windows(
+    in_shape: Sequence[int], out_shape: Sequence[int], window: int, stride: int, *, spread: bool
+) -> WindowPlan:
+    """Plan the windows of a volume; windows that decode no output voxel are dropped."""
+    per_axis = [axis_windows(int(n), int(m), window, stride, spread=spread) for n, m in zip(in_shape, out_shape)]
+    pads = tuple((lo, hi) for lo, hi, _ in per_axis)
+    windows = [
+        Window(combo)  # type: ignore[arg-type]
+        for combo in itertools.product(*(w for _, _, w in per_axis))
+        if all(a.out_hi > a.out_lo for a in combo)
+    ]
+    return WindowPlan(
+        window=int(window),
+        in_shape=tuple(int(n) for n in in_shape),  # type: ignore[arg-type]
+        out_shape=tuple(int(m) for m in out_shape),  # type: ignore[arg-type]
+        pad=pads,  # type: ignore[arg-type]
+        windows=windows,
+    )
+
+
+def blend_weights(coords: np.ndarray, kind: str, sigma: float = 0.35) -> np.ndarray:
+    """Per-axis blending weight of each output voxel from its window-local coordinate.
+
+    ``uniform``: 1 everywhere (the published averaging). ``gaussian``: ``exp(-c^2 / (2 sigma^2))``,
+    largest at the window centre and never zero, so the windows' weak edges (where the decoder
+    samples the feature map's zero padding) count little wherever another window covers them.
+    """
+    if kind == "uniform":
+        return np.ones_like(coords)
+    if kind == "gaussian":
+        return np.exp(-(coords**2) / (2.0 * sigma**2))
+    raise ValueError(f"unknown blending {kind!r}")
