@@ -1,0 +1,95 @@
+"""Architecture sizes of the model families (plain dataclasses, no torch).
+
+``tumsyn-official`` is the published network (reference: 113,595,137 synthesis parameters and a
+CLIP text tower of width 512, 8 blocks, 768-d output). ``tumsyn-small`` is the same code with
+smaller numbers, sized for whole-brain CPU inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tumsyn_bids.errors import UsageError
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """CLIP text tower sizes."""
+
+    vocab_size: int = 49408
+    context_length: int = 90
+    width: int = 512
+    layers: int = 8
+    heads: int = 8
+    embed_dim: int = 768  # output (projection) size; = synthesis text_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Sizes of the ``lccd`` synthesis network (encoder, fusion block, decoder MLP)."""
+
+    in_channels: int = 1
+    enc_width: int = 256  # EDSR feature width
+    n_resblocks: int = 24
+    res_scale: float = 0.1
+    feat_dim: int = 768  # encoder output = fusion dim = decoder input (without coords)
+    text_dim: int = 768  # size of the text feature fed to text_lora
+    heads: int = 8
+    ffn_expansion: float = 2.0  # gated FFN hidden = feat_dim * ffn_expansion
+    decoder_hidden: tuple[int, ...] = (3072, 3072, 768, 256)
+    out_channels: int = 1
+    fusion_blocks: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["decoder_hidden"] = list(self.decoder_hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SynthesisConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "decoder_hidden" in known:
+            known["decoder_hidden"] = tuple(int(v) for v in known["decoder_hidden"])
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A named pair of text tower and synthesis network sizes."""
+
+    name: str
+    text: TextConfig = field(default_factory=TextConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    axis_order: str = "xyz"
+
+
+OFFICIAL = ModelConfig(name="tumsyn-official", axis_order="zyx")
+
+SMALL = ModelConfig(
+    name="tumsyn-small",
+    text=TextConfig(width=128, layers=2, heads=4, embed_dim=32),
+    synthesis=SynthesisConfig(
+        enc_width=24,
+        n_resblocks=3,
+        feat_dim=32,
+        text_dim=32,
+        heads=4,
+        ffn_expansion=2.0,
+        decoder_hidden=(64, 64, 32),
+    ),
+    axis_order="xyz",
+)
+
+CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (OFFICIAL, SMALL)}
+
+
+def get_config(name: str) -> ModelConfig:
+    """The named configuration, or a UsageError listing the known names."""
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise UsageError(f"unknown model {name!r}; known: {', '.join(sorted(CONFIGS))}") from None
