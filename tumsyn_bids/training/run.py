@@ -1,0 +1,97 @@
+"""One training run: build the data pool, run stage 1 and/or 2, export the model and its record."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from tumsyn_bids.training.config import TrainConfig
+
+
+def _hardware() -> dict[str, Any]:
+    import os
+
+    import torch
+
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def build_pool(cfg: TrainConfig, rng):
+    """The training pool the config asks for: simulated subjects or real BIDS pairs."""
+    from tumsyn_bids.training.pool import FixedPool, SubjectPool
+
+    if cfg.data.source == "bids":
+        from tumsyn_bids.training.data_bids import load_bids_subjects
+
+        if not cfg.data.bids_dir:
+            from tumsyn_bids.errors import UsageError
+
+            raise UsageError("data.source is 'bids' but no BIDS dataset was given")
+        subjects = load_bids_subjects(Path(cfg.data.bids_dir), cfg.data.participant_label, cfg.data.crop_margin)
+        return FixedPool(subjects, rng), None
+    from tumsyn_bids.training.data_sim import SimulatedSubjects
+
+    source = SimulatedSubjects(cfg.data)
+    return SubjectPool(source.make_training_subject, cfg.data.pool_subjects, cfg.data.refresh_every, rng), source
+
+
+def run_training(cfg: TrainConfig, out_dir: Path, *, stages: tuple[int, ...] = (1, 2), resume: bool = False,
+                 progress: bool = True, export: Path | None = None) -> dict[str, Any]:
+    """Train, then write ``model.pt`` (native checkpoint) and ``training.json`` in ``out_dir``."""
+    import torch
+
+    from tumsyn_bids.models.checkpoint import save_native
+    from tumsyn_bids.models.loading import make_random_bundle
+    from tumsyn_bids.training.loop import atomic_write_text, load_checkpoint, seed_everything
+    from tumsyn_bids.training.stage1 import train_stage1, zero_shot_accuracy
+    from tumsyn_bids.training.stage2 import train_stage2
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    t0 = time.time()
+    rng = seed_everything(cfg.seed)
+    pool, source = build_pool(cfg, rng)
+    bundle = make_random_bundle(cfg.model, seed=cfg.seed)
+    text, net = bundle.text_encoder, bundle.net
+    record: dict[str, Any] = {"config": cfg.to_dict(), "seed": cfg.seed, "hardware": _hardware()}
+    if source is not None:
+        record["data_recipe"] = source.recipe()
+    stage1_path = out_dir / "stage1.pt"
+    if 1 in stages:
+        text.train().requires_grad_(True)
+        s1 = train_stage1(cfg, pool, text, out_dir, rng=rng, resume=resume, progress=progress)
+        record["stage1"] = {"steps": s1["steps"], "final_loss": s1["final_loss"], "seconds": s1["seconds"]}
+        eval_subjects = source.held_out_subjects(rng_seed=cfg.seed + 1) if source is not None else pool.subjects
+        record["stage1"]["zero_shot"] = zero_shot_accuracy(text, s1["image_tower"], eval_subjects, cfg)
+    elif stage1_path.exists():
+        state = load_checkpoint(stage1_path)["model"]
+        text.load_state_dict({k[len("text."):]: v for k, v in state.items() if k.startswith("text.")})
+    text.eval().requires_grad_(False)
+    if 2 in stages:
+        s2 = train_stage2(cfg, pool, net, text, out_dir, rng=rng, resume=resume, progress=progress)
+        record["stage2"] = s2
+    net.eval()
+    log2 = out_dir / "stage2_loss.jsonl"
+    if log2.exists():
+        lines = [json.loads(x) for x in log2.read_text().splitlines() if x.strip()]
+        tail = [r["loss"] for r in lines[-50:]]
+        record.setdefault("stage2", {})["final_loss_avg50"] = sum(tail) / max(len(tail), 1)
+    spec = dict(bundle.spec)
+    spec["input"] = "skull-stripped"
+    spec["training"] = {"config": cfg.to_dict(), "seed": cfg.seed,
+                        "held_out": list(cfg.data.held_out) if cfg.data.source != "bids" else [],
+                        "data": cfg.data.source}
+    model_path = Path(export) if export else out_dir / "model.pt"
+    sha = save_native(model_path, spec, text, net)
+    record.update({"model_file": str(model_path), "sha256": sha, "wall_seconds": time.time() - t0})
+    atomic_write_text(out_dir / "training.json", json.dumps(record, indent=2, default=str))
+    return record
