@@ -65,7 +65,7 @@ class Bundle:
 
 
 def smooth_volume(shape, seed: int = 0) -> np.ndarray:
-    """A smooth positive test volume: a sum of wide Gaussian blobs."""
+    """A smooth non-negative test volume: wide Gaussian blobs, zero on the outer faces."""
     rng = np.random.default_rng(seed)
     grids = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
     vol = np.zeros(shape)
@@ -73,4 +73,8 @@ def smooth_volume(shape, seed: int = 0) -> np.ndarray:
         centre = rng.uniform(0, 1, 3) * np.asarray(shape)
         width = rng.uniform(0.25, 0.4) * min(shape)
         vol += rng.uniform(0.5, 1.0) * np.exp(-sum((g - c) ** 2 for g, c in zip(grids, centre)) / (2 * width**2))
+    # taper to exactly zero on the outer faces, like a skull-stripped brain's background
+    for axis, n in enumerate(shape):
+        taper = np.sin(np.pi * np.arange(n) / max(n - 1, 1)) ** 2 if n > 2 else np.ones(n)
+        vol *= taper.reshape([-1 if a == axis else 1 for a in range(3)])
     return (100.0 * vol).astype(np.float32)
