@@ -1,0 +1,1 @@
+"""Plain anatomical processing functions (conform, brain mask, registration) behind the interfaces."""

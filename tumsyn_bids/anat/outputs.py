@@ -1,0 +1,133 @@
+"""Write one synthetic image, its brain mask, sidecars and report figures into out_dir (atomically)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from tumsyn_bids.anat.conform import to_source_orientation
+from tumsyn_bids.bids import derivatives as bd
+
+LOGGER = logging.getLogger("tumsyn.outputs")
+
+
+def _relative_to(path: str | Path, root: str | Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+def write_mask(out_dir: str | Path, bids_dir: str | Path, source_file: str | Path, mask_file: str | Path,
+               mask_info: dict[str, Any]) -> Path:
+    """Write the brain mask (in the source's own grid and orientation) and its sidecar."""
+    out_dir = Path(out_dir)
+    rel_source = _relative_to(source_file, bids_dir)
+    rel = bd.mask_relpath(rel_source)
+    mask = to_source_orientation(nib.load(str(mask_file)), source_file)
+    img = nib.Nifti1Image(np.asarray(mask.dataobj).astype(np.uint8), mask.affine)
+    img.header.set_xyzt_units("mm", "sec")
+    bd.atomic_save_nifti(img, out_dir / rel)
+    sidecar = bd.mask_sidecar(source_relpath=rel_source, method=mask_info.get("method", "unknown"),
+                              extra={"SkullStripDetail": mask_info.get("detail"),
+                                     "BrainVolumeMl": mask_info.get("volume_ml")})
+    bd.atomic_write_json(bd.sidecar_path(out_dir / rel), sidecar)
+    return out_dir / rel
+
+
+def write_synthetic(
+    *,
+    out_dir: str | Path,
+    bids_dir: str | Path,
+    source_file: str | Path,
+    synth_file: str | Path,
+    mask_file: str | Path,
+    target: str,
+    prompt: str,
+    synthesis: dict[str, Any],
+    mask_info: dict[str, Any],
+    source_metadata: dict[str, Any],
+    conditioning: dict[str, Any],
+    mask_output: bool = False,
+    qc: dict[str, Any] | None = None,
+    real_registered: str | Path | None = None,
+) -> dict[str, str]:
+    """Write the synthetic image + sidecar (+ mask, figures); return {kind: path}."""
+    out_dir = Path(out_dir)
+    rel_source = _relative_to(source_file, bids_dir)
+    rel = bd.synthetic_relpath(rel_source, target)
+    mask_path = write_mask(out_dir, bids_dir, source_file, mask_file, mask_info)
+
+    synth_ras = nib.load(str(synth_file))
+    data = np.asarray(synth_ras.dataobj, dtype=np.float32)
+    if mask_output:
+        from tumsyn_bids.anat.registration import resample_to
+
+        mask_on_synth = resample_to(synth_file, mask_file, interpolator="nearestNeighbor") > 0.5
+        data = np.where(mask_on_synth, data, 0.0).astype(np.float32)
+    img = to_source_orientation(nib.Nifti1Image(data, synth_ras.affine), source_file)
+    out_img = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine)
+    out_img.header.set_xyzt_units("mm", "sec")
+    out_img.header.set_data_dtype(np.float32)
+    image_path = bd.atomic_save_nifti(out_img, out_dir / rel)
+
+    figures: dict[str, str] = {}
+    try:
+        figures.update(_figures(out_dir, rel_source, target, source_file, mask_path, image_path,
+                                real_registered, synth_file))
+    except Exception as exc:  # a figure must never cost the image
+        LOGGER.warning("%s: could not draw report figures (%s)", image_path, exc)
+
+    if qc:
+        qc = dict(qc)
+        real = qc.get("RealImage")
+        if real:
+            qc["RealImage"] = bd.raw_uri(_relative_to(real, bids_dir))
+    sidecar = bd.synthetic_sidecar(
+        target=target,
+        source_relpath=rel_source,
+        source_suffix=bd.parse_entities(rel_source)[1],
+        mask_relpath=mask_path.relative_to(out_dir),
+        prompt=prompt,
+        conditioning=conditioning,
+        model_name=synthesis["model_name"],
+        weights_sha256=synthesis["sha256"],
+        device=synthesis["device"],
+        voxel_size=synthesis["voxel_size"],
+        skull_strip_method=mask_info.get("method", "unknown"),
+        masked_output=mask_output,
+        source_metadata=source_metadata,
+        seconds=synthesis.get("seconds"),
+        qc=qc,
+    )
+    # The sidecar goes last: its presence with this prompt/model marks the output as complete.
+    sidecar_file = bd.atomic_write_json(bd.sidecar_path(image_path), sidecar)
+    return {"image": str(image_path), "sidecar": str(sidecar_file), "mask": str(mask_path), **figures}
+
+
+def _figures(out_dir: Path, rel_source: str, target: str, source_file: str | Path, mask_path: Path,
+             image_path: Path, real_registered: str | Path | None, synth_file: str | Path) -> dict[str, str]:
+    from tumsyn_bids.reports.figures import Panel, plot_panels
+
+    out: dict[str, str] = {}
+    synth_png = out_dir / bd.figure_relpath(rel_source, target, "synth")
+    source_name = Path(source_file).name
+    plot_panels([Panel(source_file, f"source: {source_name}", mask=mask_path),
+                 Panel(image_path, f"synthetic {target}: {image_path.name}")], synth_png, centre=mask_path)
+    out["figure"] = str(synth_png)
+    if real_registered:
+        qc_png = out_dir / bd.figure_relpath(rel_source, target, "qc")
+        plot_panels([Panel(real_registered, f"acquired {target} (registered, brain only)"),
+                     Panel(synth_file, f"synthetic {target}")], qc_png, centre=real_registered)
+        out["qc_figure"] = str(qc_png)
+    return out
+
+
+def dumps(value: Any) -> str:
+    """JSON text for passing dicts through nipype string traits."""
+    return json.dumps(value, default=str, sort_keys=True)

@@ -1,0 +1,71 @@
+"""antspyx registration helpers (imported lazily: ants is slow to import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+
+def _read(path: str | Path):
+    import ants
+
+    return ants.image_read(str(path), pixeltype="float")
+
+
+def rigid_resample(fixed: str | Path, moving: str | Path, *, images: tuple[str | Path, ...] = (),
+                   interpolators: tuple[str, ...] = (), type_of_transform: str = "Rigid",
+                   ) -> list[np.ndarray]:
+    """Register ``moving`` to ``fixed``; return ``images`` (on moving's grid) resampled to ``fixed``.
+
+    With no ``images`` the registered ``moving`` itself is returned. Arrays are in ``fixed``'s
+    voxel order.
+    """
+    import ants
+
+    fixed_img, moving_img = _read(fixed), _read(moving)
+    reg = ants.registration(fixed=fixed_img, moving=moving_img, type_of_transform=type_of_transform)
+    todo = images or (moving,)
+    interps = interpolators or tuple("linear" for _ in todo)
+    out = []
+    for image, interp in zip(todo, interps):
+        moved = ants.apply_transforms(fixed=fixed_img, moving=_read(image), transformlist=reg["fwdtransforms"],
+                                      interpolator=interp)
+        out.append(moved.numpy())
+    return out
+
+
+def resample_to(reference: str | Path, image: str | Path, interpolator: str = "linear") -> np.ndarray:
+    """Resample ``image`` onto ``reference``'s grid by world coordinates (identity transform)."""
+    import ants
+
+    ref, img = _read(reference), _read(image)
+    return ants.resample_image_to_target(img, ref, interp_type=interpolator).numpy()
+
+
+def register_to_template(moving: str | Path, template: str | Path, out_image: str | Path,
+                         out_xfm: str | Path, *, moving_mask: str | Path | None = None,
+                         type_of_transform: str = "Affine") -> None:
+    """Register ``moving`` to ``template``; write the moved image and a composite .h5 transform."""
+    import ants
+
+    fixed_img, moving_img = _read(template), _read(moving)
+    kwargs = {}
+    if moving_mask is not None:
+        kwargs["moving_mask"] = _read(moving_mask)
+    reg = ants.registration(fixed=fixed_img, moving=moving_img, type_of_transform=type_of_transform,
+                            write_composite_transform=True, **kwargs)
+    composite = reg["fwdtransforms"]
+    if isinstance(composite, list):
+        composite = composite[0]
+    Path(out_xfm).write_bytes(Path(composite).read_bytes())
+    ants.image_write(reg["warpedmovout"], str(out_image))
+
+
+def array_to_nifti(data: np.ndarray, reference: str | Path, dtype=np.float32) -> nib.Nifti1Image:
+    """Wrap ``data`` (on ``reference``'s grid) in a NIfTI with the reference's affine."""
+    ref = nib.load(str(reference))
+    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), ref.affine)
+    img.header.set_xyzt_units("mm", "sec")
+    return img

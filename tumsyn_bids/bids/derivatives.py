@@ -1,0 +1,389 @@
+"""BIDS-Derivatives naming, sidecars, dataset_description.json, .bidsignore and atomic writes.
+
+Pure file handling: no torch, no nipype. Names follow DESIGN.md section 7 and the conventions
+doc section 2: the output keeps the source's ``sub``/``ses``/``run`` entities, drops entities
+that describe the source acquisition (``acq``, ``ce``, ``rec``, ``echo``, ...), adds the target
+contrast's own entities and ``desc-`` label, and takes the target's suffix. Every file is written
+to a temporary name in its destination directory and moved into place with :func:`os.replace`,
+so a killed run never leaves a half-written file and concurrent writers never interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tumsyn_bids import __version__
+from tumsyn_bids.contrasts import get_contrast
+from tumsyn_bids.errors import OutputError
+
+LOGGER = logging.getLogger("tumsyn.derivatives")
+
+PIPELINE_NAME = "tumsyn"
+BIDS_VERSION = "1.10.0"
+CODE_URL = "https://github.com/tumsyn/tumsyn-bids"
+
+# BIDS entity order (bids-specification schema, objects/entities order), as far as anat needs it.
+ENTITY_ORDER: tuple[str, ...] = (
+    "sub", "ses", "sample", "task", "tracksys", "acq", "nuc", "voi", "ce", "trc", "stain", "rec",
+    "dir", "run", "mod", "echo", "flip", "inv", "mt", "part", "proc", "hemi", "space", "split",
+    "recording", "chunk", "seg", "res", "den", "label", "from", "to", "mode", "desc",
+)
+# Entities of the source that survive into a synthetic image's name.
+KEPT_ENTITIES: frozenset[str] = frozenset({"sub", "ses", "run"})
+
+BIDSIGNORE_LINES: tuple[str, ...] = ("*.html", "logs/", "figures/", "*/log/", "*/figures/", "group_*")
+
+_ENTITY_RE = re.compile(r"^([a-zA-Z]+)-([a-zA-Z0-9]+)$")
+
+
+# --------------------------------------------------------------------------------------------
+# Names
+# --------------------------------------------------------------------------------------------
+def parse_entities(filename: str | Path) -> tuple[dict[str, str], str, str]:
+    """Split a BIDS file name into ``(entities, suffix, extension)``."""
+    name = Path(filename).name
+    stem, dot, ext = name.partition(".")
+    parts = stem.split("_")
+    if len(parts) < 2:
+        raise ValueError(f"not a BIDS file name: {name}")
+    entities: dict[str, str] = {}
+    for part in parts[:-1]:
+        match = _ENTITY_RE.match(part)
+        if match is None:
+            raise ValueError(f"not a BIDS file name: {name} (bad entity {part!r})")
+        entities[match[1]] = match[2]
+    if "sub" not in entities:
+        raise ValueError(f"not a BIDS file name: {name} (no sub- entity)")
+    return entities, parts[-1], (dot + ext if dot else "")
+
+
+def build_name(entities: Mapping[str, str], suffix: str, extension: str) -> str:
+    """Join entities (in BIDS order) with the suffix and extension."""
+    order = {key: i for i, key in enumerate(ENTITY_ORDER)}
+    keys = sorted(entities, key=lambda k: (order.get(k, len(order)), k))
+    parts = [f"{k}-{entities[k]}" for k in keys if entities[k] not in (None, "")]
+    return "_".join([*parts, suffix]) + extension
+
+
+def anat_dir(entities: Mapping[str, str]) -> Path:
+    """``sub-X[/ses-Y]/anat`` for the given entities."""
+    path = Path(f"sub-{entities['sub']}")
+    if entities.get("ses"):
+        path /= f"ses-{entities['ses']}"
+    return path / "anat"
+
+
+def _base_entities(source: str | Path) -> dict[str, str]:
+    entities, _, _ = parse_entities(source)
+    return {k: v for k, v in entities.items() if k in KEPT_ENTITIES}
+
+
+def synthetic_relpath(source: str | Path, target: str, *, space: str | None = None,
+                      res: str | None = None, ext: str = ".nii.gz") -> Path:
+    """Relative path of the synthetic ``target`` image derived from the raw ``source`` file."""
+    contrast = get_contrast(target)
+    entities = _base_entities(source)
+    entities.update(contrast.entities)
+    if space:
+        entities["space"] = space
+    if res:
+        entities["res"] = res
+    entities["desc"] = contrast.desc
+    return anat_dir(entities) / build_name(entities, contrast.bids_suffix, ext)
+
+
+def mask_desc(source: str | Path) -> str:
+    """``desc`` label of the brain mask of ``source``: ``brain`` for a T1w, ``brain<Suffix>`` else.
+
+    The suffix keeps masks of two different source contrasts of one session apart.
+    """
+    _, suffix, _ = parse_entities(source)
+    return "brain" if suffix == "T1w" else f"brain{re.sub(r'[^a-zA-Z0-9]', '', suffix)}"
+
+
+def mask_relpath(source: str | Path, ext: str = ".nii.gz") -> Path:
+    """Relative path of the brain mask computed on ``source`` (in the source's grid)."""
+    entities = _base_entities(source)
+    entities["desc"] = mask_desc(source)
+    return anat_dir(entities) / build_name(entities, "mask", ext)
+
+
+def xfm_relpath(source: str | Path, template: str, ext: str = ".h5") -> Path:
+    """Relative path of the source-to-template transform (sMRIPrep convention)."""
+    _, suffix, _ = parse_entities(source)
+    entities = _base_entities(source)
+    entities.update({"from": suffix, "to": template, "mode": "image"})
+    return anat_dir(entities) / build_name(entities, "xfm", ext)
+
+
+def sidecar_path(image: str | Path) -> Path:
+    """The JSON sidecar next to a NIfTI file."""
+    image = Path(image)
+    name = image.name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            return image.with_name(name[: -len(ext)] + ".json")
+    return image.with_suffix(".json")
+
+
+def figure_relpath(source: str | Path, target: str, kind: str) -> Path:
+    """Relative path of a report figure: ``sub-X/figures/<name>_<kind>.png``."""
+    synth = synthetic_relpath(source, target)
+    stem = synth.name.split(".")[0]
+    return Path(synth.parts[0]) / "figures" / f"{stem}_{kind}.png"
+
+
+def raw_uri(relpath: str | Path) -> str:
+    """BIDS URI of a file of the raw dataset (needs ``DatasetLinks.raw``)."""
+    return f"bids:raw:{Path(relpath).as_posix()}"
+
+
+def local_uri(relpath: str | Path) -> str:
+    """BIDS URI of a file of this derivative dataset."""
+    return f"bids::{Path(relpath).as_posix()}"
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic writes
+# --------------------------------------------------------------------------------------------
+def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
+    """Call ``writer(tmp)`` on a temporary name beside ``path``, then rename it onto ``path``.
+
+    The temporary name keeps the final extension (nibabel chooses compression from it).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create directory ({exc.strerror})", path=path.parent) from exc
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        writer(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
+    """Write ``data`` as indented JSON atomically."""
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def atomic_save_nifti(img: Any, path: str | Path) -> Path:
+    """Save a nibabel image atomically."""
+    return atomic_write(path, lambda tmp: img.to_filename(str(tmp)))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_json(path: str | Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``, or ``None`` when missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# --------------------------------------------------------------------------------------------
+# Sidecars
+# --------------------------------------------------------------------------------------------
+SOURCE_ACQUISITION_KEYS: tuple[str, ...] = (
+    "RepetitionTime", "RepetitionTimeExcitation", "EchoTime", "InversionTime", "FlipAngle",
+    "MagneticFieldStrength", "Manufacturer", "ManufacturersModelName", "PulseSequenceType",
+    "ScanningSequence", "SequenceVariant", "MRAcquisitionType", "SeriesDescription",
+)
+
+
+def source_acquisition(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The source's acquisition parameters, to be nested (never top level) in the sidecar."""
+    metadata = metadata or {}
+    return {key: metadata[key] for key in SOURCE_ACQUISITION_KEYS if metadata.get(key) is not None}
+
+
+def synthetic_sidecar(
+    *,
+    target: str,
+    source_relpath: str | Path,
+    source_suffix: str,
+    mask_relpath: str | Path | None,
+    prompt: str,
+    conditioning: Mapping[str, Any],
+    model_name: str,
+    weights_sha256: str,
+    device: str,
+    voxel_size: tuple[float, float, float] | list[float],
+    skull_strip_method: str,
+    masked_output: bool,
+    source_metadata: Mapping[str, Any] | None = None,
+    seconds: float | None = None,
+    qc: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON sidecar of a synthetic image (DESIGN.md section 7)."""
+    contrast = get_contrast(target)
+    sources = [raw_uri(source_relpath)]
+    if mask_relpath is not None:
+        sources.append(local_uri(mask_relpath))
+    sidecar: dict[str, Any] = {
+        "SkullStripped": True,
+        "Description": (
+            f"Synthetic {contrast.prompt_modality} image generated by tumsyn {__version__} from the "
+            f"skull-stripped {source_suffix} image; not acquired."
+        ),
+        "Sources": sources,
+        "TargetContrast": contrast.name,
+        "Prompt": prompt,
+        "ModelName": model_name,
+        "ModelWeightsSHA256": weights_sha256,
+        "SoftwareVersion": __version__,
+        "Device": device,
+        "VoxelSize": [float(v) for v in voxel_size],
+        "SkullStripMethod": skull_strip_method,
+        "MaskedOutput": bool(masked_output),
+        "SourceAcquisition": source_acquisition(source_metadata),
+        "SynthesisConditioning": dict(conditioning),
+    }
+    if seconds is not None:
+        sidecar["SynthesisSeconds"] = round(float(seconds), 2)
+    if qc:
+        sidecar["QC"] = dict(qc)
+    if extra:
+        sidecar.update(extra)
+    return sidecar
+
+
+def mask_sidecar(*, source_relpath: str | Path, method: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON sidecar of a brain mask."""
+    sidecar: dict[str, Any] = {
+        "Type": "Brain",
+        "Sources": [raw_uri(source_relpath)],
+        "SkullStripMethod": method,
+        "SoftwareVersion": __version__,
+    }
+    if extra:
+        sidecar.update(extra)
+    return sidecar
+
+
+def is_up_to_date(image: str | Path, *, prompt: str, model_name: str, weights_sha256: str,
+                  masked_output: bool | None = None) -> bool:
+    """True when ``image`` and its sidecar exist and record the same prompt, model and weights."""
+    image = Path(image)
+    sidecar = read_json(sidecar_path(image))
+    if not image.is_file() or sidecar is None:
+        return False
+    same = (
+        sidecar.get("Prompt") == prompt
+        and sidecar.get("ModelName") == model_name
+        and sidecar.get("ModelWeightsSHA256") == weights_sha256
+    )
+    if masked_output is not None:
+        same = same and sidecar.get("MaskedOutput") == bool(masked_output)
+    return bool(same)
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset-level files
+# --------------------------------------------------------------------------------------------
+def container_info(environ: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    """``GeneratedBy[0].Container`` from the environment (Docker tag or Apptainer image)."""
+    env = os.environ if environ is None else environ
+    sif = env.get("APPTAINER_CONTAINER") or env.get("SINGULARITY_CONTAINER")
+    if sif:
+        return {"Type": "apptainer", "URI": sif}
+    tag = env.get("TUMSYN_CONTAINER_TAG")
+    if tag:
+        return {"Type": "docker", "Tag": tag}
+    if environ is None and Path("/.singularity.d").is_dir():
+        return {"Type": "apptainer"}
+    return None
+
+
+def dataset_description(bids_dir: str | Path, raw_description: Mapping[str, Any] | None = None,
+                        environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The derivative dataset_description.json content."""
+    raw_description = raw_description or {}
+    generated_by: dict[str, Any] = {
+        "Name": PIPELINE_NAME,
+        "Version": __version__,
+        "CodeURL": CODE_URL,
+        "Description": "Text-guided synthesis of missing MRI contrasts (TUMSyn method).",
+    }
+    container = container_info(environ)
+    if container:
+        generated_by["Container"] = container
+    desc: dict[str, Any] = {
+        "Name": f"tumsyn: synthetic contrasts for {raw_description.get('Name', 'a BIDS dataset')}",
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "derivative",
+        "GeneratedBy": [generated_by],
+        "DatasetLinks": {"raw": Path(bids_dir).resolve().as_uri()},
+        "HowToAcknowledge": (
+            "Cite the TUMSyn paper (Text-guided universal MR image synthesis) and tumsyn-bids; "
+            "synthetic images are not acquired data."
+        ),
+    }
+    source: dict[str, Any] = {"URL": Path(bids_dir).resolve().as_uri()}
+    doi = raw_description.get("DatasetDOI")
+    if doi:
+        source["DOI"] = doi
+    desc["SourceDatasets"] = [source]
+    if raw_description.get("License"):
+        desc["License"] = raw_description["License"]
+    return desc
+
+
+def previous_version(out_dir: str | Path) -> str | None:
+    """The tumsyn version that wrote ``out_dir`` before, when it differs from this one."""
+    existing = read_json(Path(out_dir) / "dataset_description.json")
+    if not existing:
+        return None
+    for entry in existing.get("GeneratedBy") or []:
+        if isinstance(entry, dict) and entry.get("Name") == PIPELINE_NAME:
+            version = str(entry.get("Version"))
+            return None if version == __version__ else version
+    return None
+
+
+def write_dataset_files(out_dir: str | Path, bids_dir: str | Path) -> Path:
+    """Write dataset_description.json and .bidsignore atomically; warn on a version change.
+
+    Safe to call from several participant processes at once: each writes a complete file to a
+    temporary name and renames it, so readers only ever see one whole version.
+    """
+    out_dir = Path(out_dir)
+    old = previous_version(out_dir)
+    if old is not None:
+        LOGGER.warning("%s was written by tumsyn %s; this is %s: do not mix versions in one dataset",
+                       out_dir, old, __version__)
+    raw = read_json(Path(bids_dir) / "dataset_description.json")
+    path = atomic_write_json(out_dir / "dataset_description.json", dataset_description(bids_dir, raw))
+    atomic_write_text(out_dir / ".bidsignore", "\n".join(BIDSIGNORE_LINES) + "\n")
+    return path

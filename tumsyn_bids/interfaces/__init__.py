@@ -1,0 +1,1 @@
+"""Thin nipype interfaces over the plain functions in :mod:`tumsyn_bids.anat`."""

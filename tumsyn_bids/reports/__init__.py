@@ -1,0 +1,1 @@
+"""Per-participant HTML reports with PNG figures, and the group-level summary."""

@@ -1,0 +1,342 @@
+"""Run the participant and group levels: build the nipype workflow, run it, summarise, exit code.
+
+The CLI (``tumsyn_bids.cli.main``) builds :class:`~tumsyn_bids.config.Settings` and the plan
+and calls :func:`run_participant_level` or :func:`run_group_level`; both return an exit code
+(DESIGN.md section 8). A participant that fails does not stop the others (unless
+``--stop-on-first-crash``); the run then exits 1 and names it in the summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tumsyn_bids.errors import ExitCode, OutputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tumsyn_bids.config import Settings
+    from tumsyn_bids.planning import Plan, PlannedOutput
+    from tumsyn_bids.workflows.base import Job
+
+LOGGER = logging.getLogger("tumsyn")
+_SUBJECT_RE = re.compile(r"(?:^|\.)sub_([0-9a-zA-Z]+)_wf(?:\.|$)")
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _setup_logging(settings: "Settings") -> Path | None:
+    """Log INFO and above to ``out_dir/logs/tumsyn-<run_uuid>.log``."""
+    log_dir = Path(settings.output_dir) / "logs"
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    path = log_dir / f"tumsyn-{settings.run_uuid}.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger("tumsyn")
+    if not any(isinstance(h, logging.FileHandler) and h.baseFilename == str(path) for h in root.handlers):
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return path
+
+
+def _ensure_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create directory ({exc.strerror})", path=path) from exc
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+def output_relpath(settings: "Settings", output: "PlannedOutput") -> Path:
+    """Where ``output``'s synthetic image goes, relative to out_dir."""
+    from tumsyn_bids.bids.derivatives import synthetic_relpath
+
+    return synthetic_relpath(_relative(output.source_path, settings.bids_dir), output.target)
+
+
+def wants_gpu(device: str) -> bool:
+    """Whether the synthesis nodes will use a GPU, decided without initialising CUDA here."""
+    name = str(device).lower()
+    if name.startswith("cuda"):
+        return True
+    if name != "auto":
+        return False
+    from nipype.pipeline.plugins.tools import gpu_count
+
+    return gpu_count() > 0
+
+
+def _model_identity(settings: "Settings") -> tuple[str, str]:
+    """(model name, weights sha256), loading the weights once on CPU (checks them early)."""
+    from tumsyn_bids.models.loading import load_model
+
+    bundle = load_model(settings.model, str(settings.weights) if settings.weights else None, device="cpu")
+    return bundle.name, bundle.sha256
+
+
+def make_jobs(settings: "Settings", plan: "Plan", model_name: str, sha256: str) -> tuple[dict[str, list["Job"]], list[str]]:
+    """Planned outputs still to do, per participant, and the relative paths already up to date."""
+    from tumsyn_bids.anat.session import session_images
+    from tumsyn_bids.bids.derivatives import is_up_to_date, mask_relpath
+    from tumsyn_bids.workflows.base import Job
+
+    jobs: dict[str, list[Job]] = defaultdict(list)
+    done: list[str] = []
+    out_dir = Path(settings.output_dir)
+    for output in plan.outputs:
+        rel = output_relpath(settings, output)
+        mask = out_dir / mask_relpath(_relative(output.source_path, settings.bids_dir))
+        if mask.is_file() and is_up_to_date(out_dir / rel, prompt=output.prompt.text(), model_name=model_name,
+                                            weights_sha256=sha256, masked_output=settings.mask_output):
+            done.append(rel.as_posix())
+            continue
+        reals = session_images(output.source_path, output.target)
+        t1ws = session_images(output.source_path, "T1w") if output.source_contrast not in {"T1w", "T1CE"} else []
+        jobs[output.subject].append(Job(output=output, real_file=reals[0] if reals else None,
+                                        t1w_file=t1ws[0] if t1ws else None))
+    return dict(jobs), done
+
+
+def write_plan_records(settings: "Settings", plan: "Plan") -> None:
+    """``sub-X/log/tumsyn_plan.json``: what was planned per participant (the group level reads it)."""
+    from tumsyn_bids.bids.derivatives import atomic_write_json
+    from tumsyn_bids.reports.collect import PLAN_FILE
+
+    per_subject: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for output in plan.outputs:
+        per_subject[output.subject].append({
+            "output": output_relpath(settings, output).as_posix(),
+            "source": _relative(output.source_path, settings.bids_dir),
+            "target": output.target,
+            "prompt": output.prompt.text(),
+        })
+    for subject, outputs in per_subject.items():
+        atomic_write_json(Path(settings.output_dir) / f"sub-{subject}" / "log" / PLAN_FILE,
+                          {"run_uuid": settings.run_uuid, "outputs": outputs})
+
+
+def _plugin(settings: "Settings", n_subjects: int, callback) -> tuple[str, dict[str, Any], int]:
+    """(plugin name, plugin args, omp threads) for this run."""
+    n_procs = int(settings.nprocs or os.cpu_count() or 1)
+    if settings.plugin_settings:
+        name = str(settings.plugin_settings.get("plugin", "MultiProc"))
+        args = dict(settings.plugin_settings.get("plugin_args") or {})
+        n_procs = int(args.get("n_procs", args.get("nprocs", n_procs)))
+    else:
+        name = "MultiProc" if n_procs > 1 and n_subjects > 1 else "Linear"
+        args = {}
+    if name == "MultiProc":
+        args.setdefault("n_procs", n_procs)
+        args.setdefault("mp_context", "forkserver")  # never fork a parent that may hold CUDA state
+        args.setdefault("raise_insufficient", False)
+        if settings.mem_mb:
+            args.setdefault("memory_gb", settings.mem_mb / 1024.0)
+    args["status_callback"] = callback
+    omp = settings.omp_nthreads or max(1, min(8, n_procs // max(1, min(n_subjects, n_procs))))
+    return name, args, int(omp)
+
+
+class _Progress:
+    """Per-participant progress bars fed by nipype's status callback (runs in this process)."""
+
+    def __init__(self, totals: dict[str, int], enabled: bool):
+        self.failed: dict[str, list[str]] = defaultdict(list)
+        self.started: dict[str, float] = {}
+        self.node_seconds: dict[str, float] = {}
+        self._starts: dict[str, float] = {}
+        self._progress = None
+        self._tasks: dict[str, Any] = {}
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), console=_console(), transient=False)
+            for subject, total in sorted(totals.items()):
+                self._tasks[subject] = self._progress.add_task(f"sub-{subject}", total=total)
+
+    def __enter__(self):
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __call__(self, node, status: str) -> None:
+        name = getattr(node, "fullname", str(node))
+        match = _SUBJECT_RE.search(name)
+        subject = match[1] if match else None
+        if status == "start":
+            self._starts[name] = time.perf_counter()
+            if subject:
+                self.started.setdefault(subject, time.perf_counter())
+            return
+        if name in self._starts:
+            self.node_seconds[name] = time.perf_counter() - self._starts.pop(name)
+        if status == "exception" and subject:
+            self.failed[subject].append(name)
+        if subject and self._progress is not None and subject in self._tasks:
+            self._progress.advance(self._tasks[subject])
+
+
+# --------------------------------------------------------------------------------------------
+# participant level
+# --------------------------------------------------------------------------------------------
+def run_participant_level(settings: "Settings", plan: "Plan") -> int:
+    """Synthesize every planned output; write derivatives and reports; return the exit code."""
+    from tumsyn_bids.bids.derivatives import write_dataset_files
+
+    out_dir, bids_dir = Path(settings.output_dir), Path(settings.bids_dir)
+    _ensure_dir(out_dir)
+    _ensure_dir(Path(settings.work_dir))
+    log_path = _setup_logging(settings)
+    console = _console()
+    write_dataset_files(out_dir, bids_dir)
+
+    model_name, sha256 = _model_identity(settings)
+    write_plan_records(settings, plan)
+    jobs, done = make_jobs(settings, plan, model_name, sha256)
+    for rel in done:
+        LOGGER.info("up to date (same prompt, model and weights): %s", rel)
+    if not jobs:
+        console.print(f"tumsyn: all {len(done)} planned outputs are up to date in {out_dir}")
+        write_dataset_files(out_dir, bids_dir)
+        return int(ExitCode.OK)
+
+    device = settings.device
+    use_gpu = wants_gpu(device)
+    for subject, subject_jobs in sorted(jobs.items()):
+        for job in subject_jobs:
+            out = job.output
+            LOGGER.info("sub-%s: %s from %s | prompt %r | device %s | model %s | weights sha256 %s%s",
+                        subject, out.target, out.source_path, out.prompt.text(), device, model_name, sha256,
+                        f" | QC against {job.real_file}" if job.real_file else "")
+
+    failed, node_seconds, wall = _run_workflow(settings, jobs, use_gpu)
+
+    report_failures: list[str] = []
+    for subject in sorted(jobs):
+        try:
+            from tumsyn_bids.reports.participant import write_participant_report
+
+            write_participant_report(out_dir, subject, run_info={
+                "Run": settings.run_uuid, "Device requested": device, "Model": model_name,
+                "Weights sha256": sha256, "Wall time of this run (s)": round(wall, 1),
+            })
+        except Exception as exc:  # a report must not hide results, but it counts as a failure
+            LOGGER.exception("sub-%s: report failed", subject)
+            report_failures.append(f"sub-{subject}: report failed ({exc})")
+    write_dataset_files(out_dir, bids_dir)
+    _log_timings(node_seconds)
+    return _summary(settings, jobs, done, failed, report_failures, wall, log_path, console)
+
+
+def _run_workflow(settings: "Settings", jobs: dict[str, list["Job"]], use_gpu: bool
+                  ) -> tuple[dict[str, list[str]], dict[str, float], float]:
+    from tumsyn_bids.workflows.base import RunOptions, init_participant_wf, init_tumsyn_wf  # noqa: F401
+
+    crash_dirs = {s: Path(settings.output_dir) / f"sub-{s}" / "log" / settings.run_uuid for s in jobs}
+    for path in crash_dirs.values():
+        _ensure_dir(path)
+    # Build once with a placeholder thread count to count nodes, then for real.
+    name, args, omp = _plugin(settings, len(jobs), None)
+    opts = RunOptions(
+        bids_dir=Path(settings.bids_dir), out_dir=Path(settings.output_dir), model=settings.model,
+        weights=str(settings.weights) if settings.weights else None, device=settings.device, use_gpu=use_gpu,
+        mode=settings.inference_mode, skull_strip=settings.skull_strip, mask_output=settings.mask_output,
+        omp_nthreads=omp,
+    )
+    workflow = init_tumsyn_wf(jobs, opts, base_dir=Path(settings.work_dir), crash_dirs=crash_dirs)
+    if settings.stop_on_first_crash:
+        workflow.config["execution"]["stop_on_first_crash"] = "true"
+    totals = {s: sum(1 for n in workflow.list_node_names() if n.startswith(f"sub_{s}_wf.")) for s in jobs}
+    enabled = settings.verbosity >= 0 and sys.stderr is not None
+    with _Progress(totals, enabled) as progress:
+        args["status_callback"] = progress
+        LOGGER.info("running %s with %s (threads per node: %d, GPU: %s)", workflow.name, name,
+                    omp, use_gpu)
+        start = time.perf_counter()
+        try:
+            workflow.run(plugin=name, plugin_args=args)
+        except Exception as exc:  # nipype raises RuntimeError when any node crashed
+            LOGGER.error("workflow finished with errors: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            if not progress.failed:
+                for subject in jobs:
+                    if list(crash_dirs[subject].glob("crash-*")):
+                        progress.failed[subject].append("see crash files")
+                if not progress.failed:
+                    raise
+        wall = time.perf_counter() - start
+    failed = dict(progress.failed)
+    for subject in jobs:  # crash files are the ground truth (e.g. after stop-on-first-crash)
+        if subject not in failed and list(crash_dirs[subject].glob("crash-*")):
+            failed[subject] = ["see crash files"]
+    return failed, progress.node_seconds, wall
+
+
+def _log_timings(node_seconds: dict[str, float]) -> None:
+    for name, seconds in sorted(node_seconds.items()):
+        LOGGER.info("node %s: %.1f s", name, seconds)
+
+
+def _summary(settings, jobs, done, failed, report_failures, wall, log_path, console) -> int:
+    from tumsyn_bids.reports.collect import crash_files, crash_summary
+
+    out_dir = Path(settings.output_dir)
+    n_planned = sum(len(j) for j in jobs.values())
+    console.print(f"tumsyn: {n_planned} output(s) run, {len(done)} already up to date, "
+                  f"{len(jobs)} participant(s), {wall:.1f} s")
+    for subject in sorted(jobs):
+        if subject in failed:
+            crashes = crash_files(out_dir, subject)
+            why = crash_summary(out_dir / crashes[0]) if crashes else "; ".join(failed[subject])
+            where = f" (crash file: {out_dir / crashes[0]})" if crashes else ""
+            console.print(f"  sub-{subject}: FAILED: {why}{where}")
+            LOGGER.error("sub-%s failed: %s%s", subject, why, where)
+        else:
+            console.print(f"  sub-{subject}: ok (report: {out_dir / f'sub-{subject}.html'})")
+    for line in report_failures:
+        console.print(f"  {line}")
+    if log_path is not None:
+        console.print(f"  log: {log_path}")
+    return int(ExitCode.PARTICIPANT_FAILED if failed or report_failures else ExitCode.OK)
+
+
+# --------------------------------------------------------------------------------------------
+# group level
+# --------------------------------------------------------------------------------------------
+def run_group_level(settings: "Settings") -> int:
+    """Aggregate participant outputs found in out_dir into TSV tables and an HTML page."""
+    from tumsyn_bids.reports.group import write_group_reports
+
+    summary = write_group_reports(settings.output_dir)
+    console = _console()
+    console.print(f"tumsyn group: {summary.n_outputs} synthetic image(s); report {summary.html}")
+    for target, path in sorted(summary.tables.items()):
+        console.print(f"  {target}: {path}")
+    for subject, items in sorted(summary.missing.items()):
+        console.print(f"  {subject} is missing outputs: {'; '.join(items)}")
+    return int(ExitCode.OK)

@@ -1,0 +1,128 @@
+"""The top-level workflow: one sub-workflow per participant, one branch per planned output."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nipype.pipeline import engine as pe
+
+from tumsyn_bids import __version__
+from tumsyn_bids.workflows.anatomical import init_anat_wf
+from tumsyn_bids.workflows.synthesis import init_outputs_wf, init_synthesis_wf
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tumsyn_bids.config import Settings
+    from tumsyn_bids.planning import PlannedOutput
+
+T1W_LIKE = {"T1w", "T1CE"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One planned output with what the workflow needs beyond the plan."""
+
+    output: "PlannedOutput"
+    real_file: Path | None = None  # acquired image of the target contrast (QC)
+    t1w_file: Path | None = None  # session T1w for mask transfer (non-T1w sources)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Run-wide settings the workflow needs."""
+
+    bids_dir: Path
+    out_dir: Path
+    model: str
+    weights: str | None
+    device: str
+    use_gpu: bool
+    mode: str = "fast"
+    skull_strip: str = "auto"
+    mask_output: bool = False
+    omp_nthreads: int = 1
+    synth_mem_gb: float = 3.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def workflow_name() -> str:
+    """Version-namespaced top workflow name, so different versions never share a cache."""
+    return "tumsyn_" + re.sub(r"[^0-9a-zA-Z]+", "_", __version__) + "_wf"
+
+
+def safe(text: str) -> str:
+    """A node-name-safe version of ``text``."""
+    return re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_")
+
+
+def _stem(path: Path) -> str:
+    return path.name.split(".")[0]
+
+
+def conditioning(output: "PlannedOutput") -> dict[str, Any]:
+    """The prompt's fields, for the sidecar's SynthesisConditioning."""
+    p = output.prompt
+    return {
+        "Modality": p.modality, "VoxelSize": list(p.voxel_size), "Age": p.age, "Sex": p.sex,
+        "MagneticFieldStrength": p.field_strength, "Manufacturer": p.vendor,
+        "RepetitionTimeMs": p.tr_ms, "EchoTimeMs": p.te_ms, "InversionTimeMs": p.ti_ms,
+        "FlipAngle": p.flip_angle,
+    }
+
+
+def init_participant_wf(subject: str, jobs: list[Job], opts: RunOptions) -> pe.Workflow:
+    """All planned outputs of one participant: one anat branch per source, one synthesis per output."""
+    workflow = pe.Workflow(name=f"sub_{safe(subject)}_wf")
+    anat_wfs: dict[Path, pe.Workflow] = {}
+    for job in jobs:
+        out = job.output
+        source = Path(out.source_path)
+        if source not in anat_wfs:
+            t1w = job.t1w_file if out.source_contrast not in T1W_LIKE else None
+            anat_wfs[source] = init_anat_wf(
+                source_file=source, suffix=out.source_contrast, skull_strip=opts.skull_strip,
+                t1w_file=t1w, omp_nthreads=opts.omp_nthreads, name=f"anat_{safe(_stem(source))}_wf",
+            )
+        anat_wf = anat_wfs[source]
+        key = safe(f"{_stem(source)}_{out.target}")
+        synth_wf = init_synthesis_wf(
+            prompt=out.prompt.text(), voxel_size=out.voxel_size, model=opts.model, weights=opts.weights,
+            device=opts.device, mode=opts.mode, use_gpu=opts.use_gpu, omp_nthreads=opts.omp_nthreads,
+            mem_gb=opts.synth_mem_gb, name=f"synth_{key}_wf",
+        )
+        outputs_wf = init_outputs_wf(
+            out_dir=opts.out_dir, bids_dir=opts.bids_dir, source_file=source, target=out.target,
+            prompt=out.prompt.text(), source_metadata=dict(out.source_metadata),
+            conditioning=conditioning(out), mask_output=opts.mask_output, real_file=job.real_file,
+            omp_nthreads=opts.omp_nthreads, name=f"ds_{key}_wf",
+        )
+        workflow.connect([
+            (anat_wf, synth_wf, [("outputnode.conformed", "inputnode.conformed"),
+                                 ("outputnode.mask", "inputnode.mask")]),
+            (synth_wf, outputs_wf, [("outputnode.synth_file", "inputnode.synth_file"),
+                                    ("outputnode.info", "inputnode.info")]),
+            (anat_wf, outputs_wf, [("outputnode.mask", "inputnode.mask"),
+                                   ("outputnode.mask_info", "inputnode.mask_info")]),
+        ])  # fmt:skip
+    return workflow
+
+
+def init_tumsyn_wf(jobs_by_subject: dict[str, list[Job]], opts: RunOptions, base_dir: Path,
+                   crash_dirs: dict[str, Path] | None = None) -> pe.Workflow:
+    """The whole run: participants side by side, each with its own crash-file folder."""
+    workflow = pe.Workflow(name=workflow_name(), base_dir=str(base_dir))
+    workflow.config["execution"].update({
+        "crashfile_format": "txt",
+        "remove_unnecessary_outputs": "false",
+        "poll_sleep_duration": 0.5,
+    })
+    for subject, jobs in sorted(jobs_by_subject.items()):
+        participant_wf = init_participant_wf(subject, jobs, opts)
+        if crash_dirs and subject in crash_dirs:
+            for node_name in participant_wf.list_node_names():
+                node = participant_wf.get_node(node_name)
+                node.config = {"execution": {"crashdump_dir": str(crash_dirs[subject])}}
+        workflow.add_nodes([participant_wf])
+    return workflow

@@ -1,0 +1,66 @@
+"""Synthesis of one planned output, optional QC against an acquired image, and its derivatives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from tumsyn_bids.interfaces.outputs import CompareReal, WriteDerivatives
+from tumsyn_bids.interfaces.synthesis import Synthesize
+
+
+def init_synthesis_wf(*, prompt: str, voxel_size: tuple[float, float, float], model: str,
+                      weights: str | None, device: str, mode: str, use_gpu: bool, omp_nthreads: int,
+                      mem_gb: float = 3.0, name: str = "synthesis_wf") -> pe.Workflow:
+    """Masked source -> synthetic image.
+
+    Inputs: ``conformed``, ``mask``. Outputs: ``synth_file``, ``info``.
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=["conformed", "mask"]), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=["synth_file", "info"]), name="outputnode")
+    synthesize = pe.Node(
+        Synthesize(prompt=prompt, voxel_size=[float(v) for v in voxel_size], model=model,
+                   weights=weights or "", device=device, mode=mode, num_threads=omp_nthreads,
+                   use_gpu=use_gpu),
+        name="synthesize", n_procs=1 if use_gpu else omp_nthreads, mem_gb=mem_gb,
+    )
+    workflow.connect([
+        (inputnode, synthesize, [("conformed", "in_file"), ("mask", "mask_file")]),
+        (synthesize, outputnode, [("out_file", "synth_file"), ("info", "info")]),
+    ])  # fmt:skip
+    return workflow
+
+
+def init_outputs_wf(*, out_dir: str | Path, bids_dir: str | Path, source_file: str | Path, target: str,
+                    prompt: str, source_metadata: dict[str, Any], conditioning: dict[str, Any],
+                    mask_output: bool, real_file: str | Path | None = None, omp_nthreads: int = 1,
+                    name: str = "outputs_wf") -> pe.Workflow:
+    """Write the derivatives of one output; with ``real_file``, register it and add QC numbers.
+
+    Inputs: ``synth_file``, ``info`` (synthesis), ``mask``, ``mask_info``.
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=["synth_file", "info", "mask", "mask_info"]),
+                        name="inputnode")
+    write = pe.Node(
+        WriteDerivatives(out_dir=str(out_dir), bids_dir=str(bids_dir), source_file=str(source_file),
+                         target=target, prompt=prompt, source_metadata=source_metadata,
+                         conditioning=conditioning, mask_output=mask_output),
+        name="write_derivatives", mem_gb=0.5,
+    )
+    workflow.connect([
+        (inputnode, write, [("synth_file", "synth_file"), ("info", "synthesis"),
+                            ("mask", "mask_file"), ("mask_info", "mask_info")]),
+    ])  # fmt:skip
+    if real_file is not None:
+        compare = pe.Node(CompareReal(real_file=str(real_file), num_threads=omp_nthreads),
+                          name="compare_real", n_procs=omp_nthreads, mem_gb=1.0)
+        workflow.connect([
+            (inputnode, compare, [("synth_file", "synth_file"), ("mask", "mask_file")]),
+            (compare, write, [("qc", "qc"), ("real_registered", "real_registered")]),
+        ])  # fmt:skip
+    return workflow
