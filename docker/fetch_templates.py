@@ -34,11 +34,14 @@ def fetch(home: Path, enabled: bool) -> list[Path]:
     # The client reads its home from the environment when first imported.
     os.environ["TEMPLATEFLOW_HOME"] = str(home)
     os.environ.setdefault("TEMPLATEFLOW_AUTOUPDATE", "0")
-    from templateflow import api  # noqa: PLC0415 (must follow the environment set-up)
+    import templateflow.conf  # noqa: PLC0415 (must follow the environment set-up)
 
-    api.templates()  # unpacks the bundled skeleton into an empty home; no network
+    # Unpack the skeleton bundled in the wheel (local=True: no network), keeping existing files.
+    templateflow.conf.update(local=True, overwrite=False, silent=True)
     if not enabled:
         return []
+    from templateflow import api  # noqa: PLC0415
+
     fetched: list[Path] = []
     for template, query in TEMPLATES:
         result = api.get(template, raise_empty=True, **query)

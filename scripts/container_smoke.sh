@@ -74,7 +74,7 @@ build_image() {
     vcs_ref=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
     step "podman build $IMAGE (version $version, vcs-ref $vcs_ref)"
     local start=$SECONDS
-    "${PODMAN[@]}" build "${LIMITS[@]}" "${wheel_args[@]}" \
+    "${PODMAN[@]}" build --format docker "${LIMITS[@]}" "${wheel_args[@]}" \
         --build-arg BASE_IMAGE="$BASE" "${torch_args[@]}" \
         --build-arg FETCH_TEMPLATES=0 --build-arg FETCH_WEIGHTS=0 \
         --build-arg VERSION="$version" --build-arg VCS_REF="$vcs_ref" \
