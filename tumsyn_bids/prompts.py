@@ -112,3 +112,160 @@ def _parse_float(token: str) -> float | None:
         return float(token)
     except ValueError:
         return None
+
+
+# --- from BIDS metadata to prompt fields (DESIGN.md section 4) -------------------------------
+
+# Manufacturer spellings seen in BIDS sidecars (dcm2niix copies the DICOM Manufacturer tag),
+# matched on lower-case substrings, first hit wins.
+_VENDORS: tuple[tuple[str, str], ...] = (
+    ("siemens", "Siemens"),
+    ("philips", "Philips"),
+    ("general electric", "GE"),
+    ("ge medical", "GE"),
+    ("ge healthcare", "GE"),
+    ("gehc", "GE"),
+    ("toshiba", "Toshiba"),
+    ("canon", "Canon"),
+    ("hitachi", "Hitachi"),
+    ("fujifilm", "Hitachi"),
+    ("united imaging", "UIH"),
+    ("uih", "UIH"),
+    ("bruker", "Bruker"),
+)
+
+# Above this (seconds) a reported TR cannot be the per-excitation TR of a prepared 3D sequence.
+_EXCITATION_TR_MAX_S = 0.1
+
+
+def normalise_vendor(manufacturer: str | None) -> str | None:
+    """``"SIEMENS"``, ``"Siemens Healthineers"`` -> ``"Siemens"``; ``"GE MEDICAL SYSTEMS"`` -> ``"GE"``.
+
+    Unknown manufacturers keep their own spelling (whitespace collapsed); empty means ``None``.
+    """
+    if manufacturer is None:
+        return None
+    text = " ".join(str(manufacturer).split())
+    if not text or text.lower() in ("n/a", "none", "unknown"):
+        return None
+    low = text.lower()
+    if low == "ge" or low.startswith("ge "):
+        return "GE"
+    for needle, name in _VENDORS:
+        if needle in low:
+            return name
+    return text
+
+
+def seconds_to_ms(value: object) -> float | None:
+    """BIDS seconds -> milliseconds; non-numbers and non-positive values -> ``None``."""
+    number = _positive_float(value)
+    return None if number is None else number * 1000.0
+
+
+def _positive_float(value: object) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (list, tuple)):  # e.g. multi-echo EchoTime lists: take the first
+        return _positive_float(value[0]) if value else None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 and number == number else None
+
+
+def is_inversion_prepared(metadata: dict) -> bool:
+    """True when the sidecar describes an inversion-recovery-prepared acquisition."""
+    if _positive_float(metadata.get("InversionTime")) is not None:
+        return True
+    scanning = metadata.get("ScanningSequence")
+    parts = scanning if isinstance(scanning, list) else str(scanning or "").replace("\\", " ").split()
+    return any(str(p).strip().upper() == "IR" for p in parts)
+
+
+def is_variable_flip_angle(metadata: dict) -> bool:
+    """True for 3D turbo-spin-echo with variable refocusing angles (SPACE, CUBE, VISTA)."""
+    details = " ".join(
+        str(metadata.get(key, "")) for key in ("SequenceName", "PulseSequenceDetails", "PulseSequenceName",
+                                               "SeriesDescription", "ProtocolName")
+    ).lower()
+    if any(tag in details for tag in ("spc", "space", "cube", "vista", "tse_vfl")):
+        return True
+    scanning = str(metadata.get("ScanningSequence", "")).upper()
+    return metadata.get("MRAcquisitionType") == "3D" and "SE" in scanning and "GR" not in scanning
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """Prompt fields read from one sidecar (ms, degrees, tesla) plus notes on what was normalised."""
+
+    field_strength: float | None = None
+    vendor: str | None = None
+    tr_ms: float | None = None
+    te_ms: float | None = None
+    ti_ms: float | None = None
+    flip_angle: float | str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def acquisition_from_sidecar(metadata: dict) -> Acquisition:
+    """Read scanner and sequence parameters from merged BIDS sidecar metadata.
+
+    Vendor quirks: GE writes the per-excitation TR (a few ms) as ``RepetitionTime`` for
+    inversion-prepared 3D gradient echo (BRAVO); Philips may give only
+    ``RepetitionTimeExcitation``. Neither is the sequence TR the prompt means, so TR becomes
+    ``None`` (or ``RepetitionTimePreparation`` when present) and the reason is kept in ``notes``.
+    """
+    notes: list[str] = []
+    vendor = normalise_vendor(metadata.get("Manufacturer"))
+    field = _positive_float(metadata.get("MagneticFieldStrength"))
+    prepared = is_inversion_prepared(metadata)
+    tr_s = _positive_float(metadata.get("RepetitionTime"))
+    tr_exc_s = _positive_float(metadata.get("RepetitionTimeExcitation"))
+    tr_prep_s = _positive_float(metadata.get("RepetitionTimePreparation"))
+    tr_ms: float | None = None
+    if tr_s is not None and prepared and tr_s < _EXCITATION_TR_MAX_S:
+        notes.append(
+            f"{vendor or 'vendor'} reports RepetitionTime {tr_s * 1000:.3f} ms for an inversion-prepared "
+            "sequence: that is the excitation TR, not the sequence TR"
+        )
+        tr_exc_s = tr_exc_s or tr_s
+    elif tr_s is not None:
+        tr_ms = tr_s * 1000.0
+    elif tr_exc_s is not None and not prepared:
+        tr_ms = tr_exc_s * 1000.0
+        notes.append(f"TR taken from RepetitionTimeExcitation ({tr_ms:.3f} ms); RepetitionTime absent")
+    elif tr_exc_s is not None:
+        notes.append(
+            f"only RepetitionTimeExcitation ({tr_exc_s * 1000:.3f} ms) for an inversion-prepared sequence: "
+            "sequence TR unknown"
+        )
+    if tr_ms is None and tr_prep_s is not None:
+        tr_ms = tr_prep_s * 1000.0
+        notes.append(f"TR taken from RepetitionTimePreparation ({tr_ms:.1f} ms)")
+    elif tr_ms is None and (tr_exc_s is not None):
+        notes.append("TR written as None in the prompt")
+    flip: float | str | None = _positive_float(metadata.get("FlipAngle"))
+    if is_variable_flip_angle(metadata):
+        notes.append(f"variable-flip-angle 3D TSE: flip angle written as {T2VAR} (sidecar: {flip})")
+        flip = T2VAR
+    return Acquisition(
+        field_strength=field,
+        vendor=vendor,
+        tr_ms=tr_ms,
+        te_ms=seconds_to_ms(metadata.get("EchoTime")),
+        ti_ms=seconds_to_ms(metadata.get("InversionTime")),
+        flip_angle=flip,
+        notes=tuple(notes),
+    )
+
+
+def parse_flip_angle(value: str | float | None) -> float | str | None:
+    """CLI flip angle: a number of degrees or the word ``T2var``."""
+    if value is None or isinstance(value, float):
+        return value
+    text = str(value).strip()
+    if text.lower() == T2VAR.lower():
+        return T2VAR
+    return float(text)

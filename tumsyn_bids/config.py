@@ -1,0 +1,148 @@
+"""One frozen :class:`Settings` object per run, built by the CLI and saved as TOML.
+
+The file ``<work_dir>/<run_uuid>/config.toml`` records exactly what a run was asked to do; it
+can be loaded back with :meth:`Settings.from_toml` (``None`` values are left out of the TOML,
+which has no null, and come back as ``None``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tumsyn_bids import __version__
+
+
+def new_run_uuid() -> str:
+    """``<YYYYmmdd-HHMMSS>_<uuid4>``, as fMRIPrep names its runs."""
+    return f"{datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the command line decided. Paths are absolute."""
+
+    bids_dir: Path
+    output_dir: Path
+    analysis_level: str = "participant"
+    participant_labels: tuple[str, ...] = ()  # without "sub-"; empty = all
+    session_labels: tuple[str, ...] = ()  # without "ses-"; empty = all
+    bids_filters: dict = field(default_factory=dict)  # {query: {entity: value}} from --bids-filter-file
+    work_dir: Path = Path("work")
+    bids_database_dir: Path | None = None
+    nprocs: int | None = None
+    omp_nthreads: int | None = None
+    mem_mb: int | None = None
+    stop_on_first_crash: bool = False
+    verbosity: int = 0
+    plugin_settings: dict | None = None  # parsed --use-plugin YAML
+    skip_bids_validation: bool = False
+    targets: tuple[str, ...] = ("T2w",)
+    voxel_size: tuple[float, float, float] | None = None  # None = the source's voxel size
+    source: str | None = None
+    tr: float | None = None  # ms
+    te: float | None = None  # ms
+    ti: float | None = None  # ms
+    fa: float | str | None = None  # degrees or "T2var"
+    field_strength: float | None = None  # tesla
+    vendor: str | None = None
+    device: str = "auto"
+    model: str = "tumsyn-small"
+    weights: Path | None = None
+    skull_strip: str = "auto"  # auto | on | off
+    skip_existing: bool = False
+    output_spaces: tuple[str, ...] = ("T1w",)
+    mask_output: bool = False
+    inference_mode: str = "fast"  # fast | faithful
+    clean_workdir: bool = False
+    resource_monitor: bool = False
+    notrack: bool = False
+    run_uuid: str = field(default_factory=new_run_uuid)
+    version: str = __version__
+
+    @property
+    def run_dir(self) -> Path:
+        """``<work_dir>/<run_uuid>``: this run's private corner of the work directory."""
+        return Path(self.work_dir) / self.run_uuid
+
+    @property
+    def database_path(self) -> Path:
+        """Where the pybids index lives: ``--bids-database-dir`` or ``<run_dir>/bids_db``."""
+        return Path(self.bids_database_dir) if self.bids_database_dir else self.run_dir / "bids_db"
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain TOML/JSON-friendly values; ``None`` entries dropped."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _JSON and value is not None:
+                value = json.dumps(value, sort_keys=True)  # TOML has no null; JSON keeps filter nulls
+            value = _plain(value)
+            if value is not None:
+                out[f.name] = value
+        return out
+
+    def to_toml(self, path: Path | None = None) -> Path:
+        """Write the settings atomically (default ``<run_dir>/config.toml``); return the path."""
+        import tomli_w
+
+        path = Path(path) if path is not None else self.run_dir / "config.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = tomli_w.dumps({"tumsyn": self.to_dict()})
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def from_toml(cls, path: Path) -> "Settings":
+        """Load settings written by :meth:`to_toml`."""
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))["tumsyn"]
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                kwargs[f.name] = _restore(f.name, data[f.name])
+        return cls(**kwargs)
+
+
+_PATHS = {"bids_dir", "output_dir", "work_dir", "bids_database_dir", "weights"}
+_JSON = {"bids_filters", "plugin_settings"}  # stored as JSON text inside the TOML
+_TUPLES = {"participant_labels", "session_labels", "targets", "output_spaces"}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _restore(name: str, value: Any) -> Any:
+    if name in _JSON:
+        return json.loads(value)
+    if name in _PATHS:
+        return Path(value)
+    if name in _TUPLES:
+        return tuple(value)
+    if name == "voxel_size":
+        return tuple(float(v) for v in value)
+    return value
