@@ -65,6 +65,7 @@ class Settings:
     clean_workdir: bool = False
     resource_monitor: bool = False
     notrack: bool = False
+    dry_run: bool = False  # plan, write config.toml and plan.json, print the plan, run nothing
     run_uuid: str = field(default_factory=new_run_uuid)
     version: str = __version__
 

@@ -160,6 +160,8 @@ def run_app(
         help="T1w (native, default) and/or MNI152NLin2009cAsym[:res-N].", rich_help_panel=_OUT),
     mask_output: bool = typer.Option(False, "--mask-output", help="Zero the synthesized image outside the brain mask.",
                                      rich_help_panel=_OUT),
+    dry_run: bool = typer.Option(False, "--dry-run", "--plan-only",
+                                 help="Plan and print the plan (also WORK_DIR/<run_uuid>/plan.json); run nothing."),
     verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="More output (-vvv: debug + tracebacks)."),
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
                                  help="Print the version and exit."),
@@ -259,6 +261,7 @@ def build_settings(values: dict) -> "Settings":
         clean_workdir=values["clean_workdir"],
         resource_monitor=values["resource_monitor"],
         notrack=values["notrack"],
+        dry_run=bool(values.get("dry_run", False)),
     )
 
 
@@ -347,6 +350,11 @@ def execute(settings: "Settings") -> int:
     if not plan.outputs:
         return _empty_plan_code(settings, plan)
     _info(f"planned {len(plan.outputs)} output(s); plan written to {settings.run_dir / 'plan.json'}")
+    if settings.dry_run:
+        from tumsyn_bids.cli.prompts_cmd import format_plan
+
+        typer.echo(format_plan(plan, settings.bids_dir))
+        return int(ExitCode.OK)
     runner = _load_runner()
     if runner is None:
         typer.echo(
