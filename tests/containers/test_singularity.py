@@ -33,7 +33,6 @@ def test_spython_parses_and_runscript_execs_the_entrypoint() -> None:
     assert recipe.cmd.strip() == f'exec {entry} "$@"'
     assert recipe.test  # spython turns %test into a health check
     assert entry in _section("test")
-    assert recipe.environ  # TUMSYN_CONTAINER_TYPE for GeneratedBy
     docker = DockerWriter(SingularityParser(str(DEF)).recipe).convert()
     assert docker.startswith("FROM ")
 
