@@ -75,6 +75,8 @@ class PlannedOutput:
         out["source_path"] = str(self.source_path)
         out["prompt"] = self.prompt.text()
         out["source_prompt"] = self.source_prompt.text() if self.source_prompt else None
+        out["prompt_fields"] = asdict(self.prompt)  # lossless (the text rounds to one decimal)
+        out["source_prompt_fields"] = asdict(self.source_prompt) if self.source_prompt else None
         out["reasons"], out["notes"] = list(self.reasons), list(self.notes)
         out["voxel_size"] = list(self.voxel_size)
         out["source_voxel_size"] = list(self.source_voxel_size) if self.source_voxel_size else None
@@ -84,13 +86,20 @@ class PlannedOutput:
     def from_dict(cls, data: dict) -> "PlannedOutput":
         data = dict(data)
         data["source_path"] = Path(data["source_path"])
-        data["prompt"] = parse_prompt(data["prompt"])
-        data["source_prompt"] = parse_prompt(data["source_prompt"]) if data.get("source_prompt") else None
+        data["prompt"] = _prompt_from(data.pop("prompt_fields", None), data["prompt"])
+        data["source_prompt"] = _prompt_from(data.pop("source_prompt_fields", None), data.get("source_prompt"))
         data["voxel_size"] = tuple(data["voxel_size"])
         if data.get("source_voxel_size"):
             data["source_voxel_size"] = tuple(data["source_voxel_size"])
         data["reasons"], data["notes"] = tuple(data.get("reasons", ())), tuple(data.get("notes", ()))
         return cls(**data)
+
+
+def _prompt_from(fields: dict | None, text: str | None) -> Prompt | None:
+    if fields:
+        fields = dict(fields, voxel_size=tuple(fields["voxel_size"]))
+        return Prompt(**fields)
+    return parse_prompt(text) if text else None
 
 
 @dataclass
@@ -142,7 +151,7 @@ def check_nifti(path: Path) -> tuple[tuple[int, ...], tuple[float, float, float]
         header = img.header
         shape = tuple(int(n) for n in img.shape)
         zooms = tuple(float(z) for z in header.get_zooms()[:3])
-        offset = int(header.get_data_offset())
+        offset = int(getattr(img.dataobj, "offset", header.get_data_offset()))
         itemsize = np.dtype(header.get_data_dtype()).itemsize
     except Exception as exc:  # nibabel raises many types for a bad header
         raise DataError(f"not a readable NIfTI image ({type(exc).__name__}: {exc})", path=path) from exc
