@@ -42,6 +42,7 @@ class Stage2Config:
     thick_slice_prob: float = 0.25  # chance that a batch uses one thick-slice axis instead
     thick_max: float = 5.0
     both_directions: bool = True
+    augment_orientation: bool = True  # random axis permutation/flips of each pair (same for both)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class DataConfig:
     mni_phantom: bool = True  # add the nilearn MNI tissue-map phantom
     held_out: list[str] = field(default_factory=lambda: list(DEFAULT_HELD_OUT))
     contrasts: list[str] = field(default_factory=lambda: list(ALL_CONTRASTS))
+    contrasts_per_subject: int = 4  # contrasts simulated per training subject (T1w always)
     pool_subjects: int = 4  # subjects held in memory at once
     refresh_every: int = 150  # steps between replacing one pool subject
     crop_margin: int = 4

@@ -41,6 +41,13 @@ class PromptCache:
         return torch.stack([self._cache[p] for p in prompts])
 
 
+def orient(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random axis permutation and flips applied to every array (views, no copies)."""
+    perm = tuple(int(a) for a in rng.permutation(3))
+    flips = tuple(slice(None, None, -1) if f else slice(None) for f in rng.random(3) < 0.5)
+    return [np.transpose(a, perm)[flips] for a in arrays]
+
+
 def draw_batch(pool: Any, cfg: TrainConfig, rng: np.random.Generator) -> list[PairSample]:
     """``batch_size`` pair samples at one shared scale."""
     s2 = cfg.stage2
@@ -50,7 +57,9 @@ def draw_batch(pool: Any, cfg: TrainConfig, rng: np.random.Generator) -> list[Pa
         subject = pool.draw()
         i, j = rng.choice(len(subject.images), size=2, replace=len(subject.images) < 2)
         src, tgt = subject.images[int(i)], subject.images[int(j)]
-        samples.append(make_pair_sample(src.data, tgt.data, src.prompt, tgt.prompt, subject.mask,
+        views = orient([src.data, tgt.data, subject.mask], rng) if s2.augment_orientation else \
+            [src.data, tgt.data, subject.mask]
+        samples.append(make_pair_sample(views[0], views[1], src.prompt, tgt.prompt, views[2],
                                         s2.lr_size, scale, s2.queries, rng))
     return samples
 
