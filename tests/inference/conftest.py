@@ -78,3 +78,18 @@ def smooth_volume(shape, seed: int = 0) -> np.ndarray:
         taper = np.sin(np.pi * np.arange(n) / max(n - 1, 1)) ** 2 if n > 2 else np.ones(n)
         vol *= taper.reshape([-1 if a == axis else 1 for a in range(3)])
     return (100.0 * vol).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle():
+    """A random-weight bundle of the real networks (lccd + CLIP text tower), scaled right down."""
+    from tumsyn_bids.models.configs import ModelConfig, SynthesisConfig, TextConfig
+    from tumsyn_bids.models.loading import make_random_bundle
+
+    tiny = ModelConfig(
+        name="tiny-test",
+        text=TextConfig(width=32, layers=1, heads=2, embed_dim=16),
+        synthesis=SynthesisConfig(enc_width=8, n_resblocks=1, feat_dim=16, text_dim=16, heads=2,
+                                  decoder_hidden=(16, 16)),
+    )
+    return make_random_bundle(tiny, seed=1)
