@@ -63,12 +63,12 @@ class GatedDWConvFFN(nn.Module):
 def text_image_attention(q: torch.Tensor, kv: torch.Tensor, heads: int) -> torch.Tensor:
     """The published attention: one text query over channel-major reshaped voxel tokens.
 
-    ``q`` is (B, C) and ``kv`` is (B, 2C, D, H, W); returns (B, C). Tokens come from reshaping
+    ``q`` is (B, C) and ``kv`` is (B, 2C, D, H, W) or (B, 2C, N); returns (B, C). Tokens come from reshaping
     ``kv`` in memory order to (B, N, 2, heads, C/heads); q and k are L2-normalised and the
     softmax over N has no scale factor.
     """
     b, c = q.shape
-    n = kv.shape[2] * kv.shape[3] * kv.shape[4]
+    n = kv[0, 0].numel()
     head_dim = c // heads
     tokens = kv.reshape(b, n, 2, heads, head_dim).permute(2, 0, 3, 1, 4)  # (2, B, heads, N, hd)
     k, v = tokens[0], tokens[1]
@@ -91,10 +91,23 @@ class TextCrossAttention(nn.Module):
         self.kv = nn.Conv3d(dim, dim * 2, kernel_size=1)
         self.proj = nn.Conv3d(dim, dim, kernel_size=1)
 
+    def kv_channel_major(self, x: torch.Tensor) -> torch.Tensor:
+        """``kv(x)`` as a contiguous channel-major (B, 2C, N) buffer, whatever the memory format of x.
+
+        Equal to ``self.kv(x).reshape(B, 2C, N)``, computed as one matrix product on the voxel-major
+        view so that a channels-last input needs no transposing copy.
+        """
+        b, c = x.shape[:2]
+        n = x.shape[2] * x.shape[3] * x.shape[4]
+        voxels = x.permute(0, 2, 3, 4, 1).reshape(b, n, c)  # a view for channels-last input
+        weight = self.kv.weight.view(2 * c, c)
+        kv = torch.matmul(weight.to(voxels.dtype), voxels.transpose(1, 2))
+        return kv + self.kv.bias.to(kv.dtype).view(1, 2 * c, 1)
+
     def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         b, c = text.shape
         q = self.q(text.view(b, c, 1, 1, 1)).view(b, c)
-        out = text_image_attention(q, self.kv(x), self.heads)
+        out = text_image_attention(q, self.kv_channel_major(x), self.heads)
         return self.proj(out.view(b, c, 1, 1, 1))  # (B, C, 1, 1, 1)
 
 

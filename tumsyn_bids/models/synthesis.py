@@ -44,6 +44,9 @@ class SynthesisNet(nn.Module):
         self.encoder = EDSR3D(in_channels, enc_width, n_resblocks, feat_dim, res_scale)
         self.fusion = TextImageFusion(feat_dim, text_dim, heads, ffn_expansion, fusion_blocks)
         self.imnet = MLP(feat_dim + 3, out_channels, list(decoder_hidden))
+        # Channels-last 3D convolutions are several times faster on CPUs (oneDNN) and on GPU
+        # tensor cores; the memory format changes no result and no state-dict key.
+        self.to(memory_format=torch.channels_last_3d)
 
     @classmethod
     def from_config(cls, cfg: SynthesisConfig) -> SynthesisNet:
@@ -51,6 +54,7 @@ class SynthesisNet(nn.Module):
 
     def encode(self, x: torch.Tensor, text_feat: torch.Tensor) -> torch.Tensor:
         """(B, 1, D, H, W) in [0, 1] and (B, text_dim) -> fused features (B, feat_dim, D, H, W)."""
+        x = x.contiguous(memory_format=torch.channels_last_3d)
         return self.fusion(self.encoder(x), text_feat)
 
     def decode(self, feat: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:

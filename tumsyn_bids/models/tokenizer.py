@@ -2,9 +2,11 @@
 
 The merge list ships in ``tumsyn_bids/data/clip`` (MIT, see the LICENSE beside it). The
 pre-tokenizer follows CLIP's rules: lower-case, whitespace collapsed, then the text is cut into
-the special tokens, the contractions ``'s 't 're 've 'm 'll 'd``, runs of letters, single
+the contractions ``'s 't 're 've 'm 'll 'd``, runs of letters, single
 number characters (so each digit is its own token) and runs of other non-space characters. It
-is written as a small scanner over Unicode categories so no extra dependency is needed. Text
+is written as a small scanner over Unicode categories so no extra dependency is needed. Special
+token strings typed in the text are NOT turned into start/end tokens (as in open_clip), so a prompt
+cannot move the pooled end-token position. Text
 longer than the context raises :class:`TokenOverflowError` instead of being cut silently.
 """
 
@@ -59,11 +61,6 @@ def pre_tokenize(text: str) -> list[str]:
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
-        special = next((s for s in _SPECIALS if text.startswith(s, i)), None)
-        if special is not None:
-            pieces.append(special)
-            i += len(special)
-            continue
         if ch == "'":
             contraction = next((c for c in _CONTRACTIONS if text.startswith(c, i)), None)
             if contraction is not None:
@@ -88,9 +85,22 @@ def pre_tokenize(text: str) -> list[str]:
     return pieces
 
 
+# The text fixes CLIP applies with ftfy that can matter for prompts: curly quotes, Latin
+# ligatures and full-width ASCII (ftfy is not needed for the plain ASCII of TUMSyn prompts).
+_FIXES = str.maketrans(
+    {
+        **{c: "'" for c in "\u2018\u2019\u201a\u201b"},
+        **{c: '"' for c in "\u201c\u201d\u201e\u201f"},
+        "\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb06": "st",
+        "\u3000": " ",
+        **{chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)},
+    }
+)
+
+
 def clean_text(text: str) -> str:
-    """Unicode NFC, HTML entities resolved, whitespace collapsed, lower case."""
-    text = unicodedata.normalize("NFC", text)
+    """Unicode NFC, quotes/ligatures/width fixed, HTML entities resolved, whitespace collapsed, lower case."""
+    text = unicodedata.normalize("NFC", text).translate(_FIXES)
     text = html.unescape(html.unescape(text))
     return " ".join(text.split()).strip().lower()
 
@@ -107,7 +117,7 @@ class ClipTokenizer:
         self.encoder = {tok: i for i, tok in enumerate(vocab)}
         self.decoder = {i: tok for tok, i in self.encoder.items()}
         self.ranks = {pair: i for i, pair in enumerate(merges)}
-        self._cache: dict[str, list[str]] = {s: [s] for s in _SPECIALS}
+        self._cache: dict[str, list[str]] = {}
 
     def _bpe(self, piece: str) -> list[str]:
         if piece in self._cache:
@@ -135,9 +145,6 @@ class ClipTokenizer:
         """Token ids of ``text`` (cleaned, lower-cased), without start/end tokens."""
         ids: list[int] = []
         for piece in pre_tokenize(clean_text(text)):
-            if piece in _SPECIALS:
-                ids.append(self.encoder[piece])
-                continue
             mapped = "".join(self.byte_encoder[b] for b in piece.encode("utf-8"))
             ids.extend(self.encoder[t] for t in self._bpe(mapped))
         return ids
