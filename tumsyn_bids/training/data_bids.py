@@ -40,12 +40,12 @@ def contrast_of(suffix: str, entities: dict) -> str | None:
 
 def find_sessions(bids_dir: Path, participant_label: list[str] | None = None) -> list[SessionImages]:
     """Sessions with at least two different contrasts (first run of each), via pybids."""
-    from bids import BIDSLayout
+    from bids import BIDSLayout, BIDSLayoutIndexer
 
     bids_dir = Path(bids_dir)
     if not (bids_dir / "dataset_description.json").is_file():
         raise UsageError("not a BIDS dataset (no dataset_description.json)", path=bids_dir)
-    layout = BIDSLayout(str(bids_dir), validate=False, index_metadata=False)
+    layout = BIDSLayout(str(bids_dir), validate=False, indexer=BIDSLayoutIndexer(index_metadata=False))
     suffixes = sorted({s for c in CONTRASTS.values() for s in c.source_suffixes})
     query = {"datatype": "anat", "suffix": suffixes, "extension": [".nii", ".nii.gz"]}
     if participant_label:
