@@ -20,6 +20,8 @@ DEMO_ARGS=${DEMO_ARGS:---target T2w}
 PLUGIN=${PLUGIN:-SLURM}
 TUMSYN_BIDS=${TUMSYN_BIDS:-tumsyn-bids}
 export SLURM_CONF=$SLURM_DIR/etc/slurm.conf
+# nipype's SLURM plugin polls `squeue -u $LOGNAME` and fails without it (containers, CI runners).
+export LOGNAME=${LOGNAME:-$(id -un)}
 PIDS=()
 
 step() { printf '\n== %s\n' "$*"; }
@@ -125,10 +127,11 @@ check_sbatch() {
     rm -f "$out"
     job=$(sbatch --parsable -o "$out" --wrap 'echo "hello from job $SLURM_JOB_ID on $(hostname)"')
     for _ in $(seq 60); do
-        [[ -s $out ]] && squeue -h -j "$job" 2>/dev/null | grep -q . || break
+        if [[ -s $out ]] && [[ -z $(squeue -h -j "$job" 2>/dev/null) ]]; then
+            break
+        fi
         sleep 1
     done
-    sleep 1
     cat "$out" || fail "job $job wrote no output"
 }
 
