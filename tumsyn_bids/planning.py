@@ -154,7 +154,10 @@ def check_nifti(path: Path) -> tuple[tuple[int, ...], tuple[float, float, float]
         offset = int(getattr(img.dataobj, "offset", header.get_data_offset()))
         itemsize = np.dtype(header.get_data_dtype()).itemsize
     except Exception as exc:  # nibabel raises many types for a bad header
-        raise DataError(f"not a readable NIfTI image ({type(exc).__name__}: {exc})", path=path) from exc
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if str(path) in detail or str(path.name) in detail or not detail:
+            detail = "header cannot be read: truncated or not a NIfTI file"
+        raise DataError(f"not a readable NIfTI image ({detail})", path=path) from exc
     if len(shape) not in (3, 4) or min(shape) < 1:
         raise DataError(f"expected a 3D image, got shape {shape}", path=path)
     if len(shape) == 4 and shape[3] != 1:
@@ -212,9 +215,16 @@ def _matches(image: "ImageRecord", filters: dict) -> bool:
         elif isinstance(wanted, list):
             if str(have) not in {str(w) for w in wanted}:
                 return False
-        elif str(have) != str(wanted):
+        elif str(have) != str(wanted) and not _same_number(have, wanted):
             return False
     return True
+
+
+def _same_number(a: object, b: object) -> bool:
+    try:
+        return int(str(a)) == int(str(b))
+    except ValueError:
+        return False
 
 
 def rank_candidates(images: list["ImageRecord"], target: str, source_filters: dict | None = None) -> list["ImageRecord"]:

@@ -340,6 +340,8 @@ def execute(settings: "Settings") -> int:
 
     plan = build_plan(settings)
     _atomic_write(settings.run_dir / "plan.json", plan.to_json())
+    if not plan.outputs:
+        return _empty_plan_code(settings, plan)
     for line in plan.unreadable:
         _warn(line)
     for key, reasons in plan.skipped.items():
@@ -347,8 +349,6 @@ def execute(settings: "Settings") -> int:
             _info(f"{key}: skipped {reason}")
     for key in plan.sessions_without_source:
         _warn(f"{key}: no usable source image; nothing will be synthesized for it")
-    if not plan.outputs:
-        return _empty_plan_code(settings, plan)
     _info(f"planned {len(plan.outputs)} output(s); plan written to {settings.run_dir / 'plan.json'}")
     if settings.dry_run:
         from tumsyn_bids.cli.prompts_cmd import format_plan

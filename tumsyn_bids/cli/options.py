@@ -201,6 +201,8 @@ def parse_source(value: str | None) -> dict | None:
         key, _, val = part.partition("-")
         filters[_ENTITY_ALIASES.get(key, key)] = val
     last = parts[-1]
+    if not all(re.fullmatch(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)?", part) for part in parts):
+        raise UsageError(f"--source {text}: expected a suffix (T2w) or entity-value pairs then a suffix")
     if "-" in last:
         key, _, val = last.partition("-")
         filters[_ENTITY_ALIASES.get(key, key)] = val

@@ -1,0 +1,37 @@
+"""``tumsyn prompts BIDS_DIR``: the plan as text and as JSON, without running anything."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from tumsyn_bids.cli import tools
+
+
+def _invoke(*args):
+    tools._register()
+    return CliRunner().invoke(tools.app, ["prompts", *[str(a) for a in args]])
+
+
+def test_prompts_text_and_json(make_ds):
+    ds = make_ds("ge_excitation")
+    result = _invoke(ds, "--participant-label", "02", "--target", "T2w,FLAIR")
+    assert result.exit_code == 0, result.output
+    assert "sub-02  T2w <- sub-02/anat/sub-02_T1w.nii.gz  voxel 1x1x1.2 mm" in result.output
+    assert ("prompt:  Age: 30; Gender: F; Scanner: 3.0 GE; Modality: FLAIR; Voxel size: (1.0, 1.0, 1.2); "
+            "Imaging parameter TR(ms), TE(ms), TI(ms), and FA(degree):  (9000.0, 90.0, 2500.0, 150.0)") in result.output
+    assert "excitation TR" in result.output  # notes are shown
+    assert not (ds / "derivatives").exists()  # nothing is written
+    result = _invoke(ds, "--json", "--voxel", "1,1,1", "--target", "PDw")
+    plan = json.loads(result.output)
+    assert [o["subject"] for o in plan["outputs"]] == ["01", "02"]
+    assert plan["outputs"][0]["voxel_size"] == [1.0, 1.0, 1.0] and "Modality: PD;" in plan["outputs"][0]["prompt"]
+
+
+def test_prompts_reports_skips_and_errors(make_ds):
+    ds = make_ds("full_pair")
+    result = _invoke(ds, "--target", "T2w", "--skip-existing")
+    assert result.exit_code == 0 and "sub-01_ses-01  skipped T2w: already present (--skip-existing)" in result.output
+    result = _invoke(ds, "--participant-label", "05")
+    assert result.exit_code == 64 and "sub-05" in result.output
