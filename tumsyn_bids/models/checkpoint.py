@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -55,8 +56,13 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any
                 raise
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"refused to load: the file is not a plain weights file ({first[:160]})", path=path) from None
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:
+            raise DataError(
+                f"refused to load: the file needs code to run ({found.group(1)}); only plain weights files are accepted",
+                path=path,
+            ) from None
+        raise DataError("cannot read checkpoint (truncated or corrupt?): not a torch weights file", path=path) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"cannot read checkpoint (truncated or corrupt?): {first[:160]}", path=path) from None
