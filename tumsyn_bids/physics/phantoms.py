@@ -189,6 +189,7 @@ def _mni_phantom_cached(voxel_size: float) -> Phantom:
     imgs = [_nilearn_map(kind) for kind in ("gm", "wm", "t1")]
     gm_img = imgs[0]
     maps1 = [np.asarray(img.get_fdata(dtype=np.float32)) for img in imgs]
+    maps1 = [a / max(float(a.max()), 1e-6) for a in maps1]  # stored as 0-255: probabilities in [0, 1]
     affine = gm_img.affine.copy()
     pad1 = int(_PAD_MM)
     maps1 = [np.pad(a, pad1) for a in maps1]

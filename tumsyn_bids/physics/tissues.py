@@ -71,6 +71,7 @@ KINDS: dict[str, TissueKind] = {
 }
 
 GD_RELAXIVITY_PER_S_MM: Range = (3.5, 4.5)
+SHARED_QUANTILE_WEIGHT = 0.6
 
 # FreeSurfer labels -> (class name, kind). Left/right structures share a class.
 FREESURFER_CLASSES: dict[int, tuple[str, str]] = {
@@ -170,7 +171,8 @@ def kind_ranges(kind: str, field_strength: float) -> dict[str, Range]:
 
 
 def draw_tissue_properties(phantom_or_classes, field_strength: float, rng: np.random.Generator) -> TissueProperties:
-    """Draw T1, T2, T2*, PD (and the T1CE/SWI extras) per class, uniformly within its kind's ranges.
+    """Draw T1, T2, T2*, PD (and the T1CE/SWI extras) per class within its kind's ranges
+    (quantile = 0.6 x a subject-wide uniform + 0.4 x a per-class uniform).
 
     ``phantom_or_classes`` is a :class:`~tumsyn_bids.physics.phantoms.Phantom` or a sequence of
     :class:`TissueClass`. The draw is a function of ``rng`` only (seeded -> reproducible).
@@ -179,7 +181,11 @@ def draw_tissue_properties(phantom_or_classes, field_strength: float, rng: np.ra
     if not field_strength or field_strength <= 0:
         raise ValueError(f"field strength must be positive, got {field_strength}")
     n = len(classes)
-    u = rng.random((6, n))
+    # Each parameter's quantile mixes one value shared by all classes of the subject with a
+    # per-class value: tissue values move together (as they do between subjects, scanners and
+    # mapping methods), so WM/GM/CSF keep their physical order while their spread is randomised.
+    shared = rng.random((6, 1))
+    u = SHARED_QUANTILE_WEIGHT * shared + (1.0 - SHARED_QUANTILE_WEIGHT) * rng.random((6, n))
     values = {name: np.empty(n) for name in ("t1", "t2", "t2s", "pd", "gd", "sus")}
     for i, c in enumerate(classes):
         ranges = kind_ranges(c.kind, field_strength)
