@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tumsyn_bids.inference.geometry import output_grid
-from tumsyn_bids.inference.tiling import axis_windows, blend_weights, plan_windows, window_starts
+from tumsyn_bids.inference.tiling import axis_windows, plan_windows, window_starts
 
 
 def test_published_starts_for_a_whole_brain():
@@ -62,10 +62,28 @@ def test_plan_3d_covers_61x70x33_at_non_integer_scale():
     assert plan.padded_shape == (61, 70, 33)
 
 
-def test_blend_weights():
-    c = np.linspace(-0.99, 0.99, 21)
-    assert np.all(blend_weights(c, "uniform") == 1)
-    g = blend_weights(c, "gaussian")
-    assert np.all(g > 0) and g.argmax() == 10 and g[0] < 0.05 * g[10]
-    with pytest.raises(ValueError):
-        blend_weights(c, "triangle")
+@pytest.mark.parametrize(("n", "m"), [(182, 182), (182, 364), (61, 84), (70, 47), (33, 99)])
+def test_partition_weights_sum_to_one_and_avoid_window_edges(n, m):
+    window, stride = 20, 15
+    pad_lo, _, wins = axis_windows(n, m, window, stride, spread=True, scheme="partition")
+    _, _, full = axis_windows(n, m, window, stride, spread=True, scheme="published")
+    total = np.zeros(m)
+    decoded = 0
+    for w, f in zip(wins, full):
+        total[w.out_lo : w.out_hi] += w.weights
+        decoded += w.out_hi - w.out_lo
+        assert f.out_lo <= w.out_lo and w.out_hi <= f.out_hi  # a subset of the window's voxels
+        assert np.all(w.weights >= 0) and np.all(w.weights <= 1)
+        if len(wins) > 1:  # no weight within a quarter overlap of an inner window edge
+            p = (np.arange(w.out_lo, w.out_hi) + 0.5) * n / m - 0.5 + pad_lo
+            inner = ((p < w.start - 0.5 + 1.25) & (w.start > 0)) | (
+                (p > w.start + window - 0.5 - 1.25) & (w.start + window < max(n, window)))
+            assert np.all(w.weights[inner] < 1e-9)
+    np.testing.assert_allclose(total, 1.0, atol=1e-12)
+    full_count = sum(f.out_hi - f.out_lo for f in full)
+    assert len(wins) == 1 or decoded < full_count  # fewer queries than decoding whole windows
+
+
+def test_unknown_scheme_is_refused():
+    with pytest.raises(ValueError, match="scheme"):
+        axis_windows(10, 10, 4, 3, spread=True, scheme="gaussian")

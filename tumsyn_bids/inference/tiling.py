@@ -12,6 +12,19 @@ or not. Each such voxel is queried at its window-local cell-centre coordinate in
 ``c = (2 (p_j + pad_lo - a) + 1) / W - 1``; when ``W * M / N`` is an integer and the window starts
 on an output-cell boundary these are exactly the cell centres of a ``W * M / N`` grid (the
 published scheme); otherwise they are the same regular grid shifted by a sub-cell offset.
+
+Two schemes:
+
+* ``published`` (faithful mode): every window decodes every output voxel inside it, and
+  overlapping predictions are averaged uniformly.
+* ``partition`` (fast mode): each window owns the output voxels nearer its centre than any
+  other window's (boundaries halfway between neighbouring window centres) and decodes only those
+  plus a blending band of ``margin`` input voxels either side of each boundary, inside which a
+  cosine ramp hands over from one window to the next. The per-axis weights of neighbouring
+  windows sum to exactly 1, so their product over axes is a partition of unity in 3D; nothing
+  is decoded where its weight would be negligible, and no voxel is taken from near a window's
+  edge (where the decoder samples the feature map's zero padding) when ``margin`` is at most half
+  the overlap.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ class AxisWindow:
     out_lo: int  # first output voxel decoded by this window
     out_hi: int  # one past the last
     coords: np.ndarray  # (out_hi - out_lo,) window-local normalised coordinates, float64
+    weights: np.ndarray  # (out_hi - out_lo,) blending weight of each decoded voxel, float64
 
 
 @dataclass(frozen=True)
@@ -93,28 +107,72 @@ def _ceil_div(num: int, den: int) -> int:
     return -((-num) // den)
 
 
-def axis_windows(n: int, m: int, window: int, stride: int, *, spread: bool) -> tuple[int, int, list[AxisWindow]]:
-    """Padding (before, after) and the windows along one axis with ``n`` input and ``m`` output voxels."""
+def _ramp(t: np.ndarray) -> np.ndarray:
+    """Smooth step from 0 (t <= 0) to 1 (t >= 1) with ``ramp(t) + ramp(1 - t) == 1``."""
+    return 0.5 - 0.5 * np.cos(np.pi * np.clip(t, 0.0, 1.0))
+
+
+def axis_windows(
+    n: int, m: int, window: int, stride: int, *, spread: bool, scheme: str = "published", margin: float | None = None
+) -> tuple[int, int, list[AxisWindow]]:
+    """Padding (before, after) and the windows along one axis with ``n`` input and ``m`` output voxels.
+
+    ``scheme`` is ``published`` or ``partition`` (see the module docstring); ``margin`` (input
+    voxels) defaults to a quarter of the smallest overlap between neighbouring windows.
+    """
+    if scheme not in ("published", "partition"):
+        raise ValueError(f"unknown tiling scheme {scheme!r}")
     padded = max(n, window)
     pad_lo = (padded - n) // 2
     pad_hi = padded - n - pad_lo
+    starts = window_starts(padded, window, stride, spread=spread)
+    p_all = (np.arange(m, dtype=np.float64) + 0.5) * (n / m) - 0.5 + pad_lo  # output centres, padded index
+    if scheme == "partition" and len(starts) > 1:
+        overlap = window - int(np.max(np.diff(starts)))
+        band = max(overlap, 0) / 4.0 if margin is None else float(margin)
+        band = min(band, max(overlap, 0) / 2.0)
+        bounds = [(a + b) / 2.0 + window / 2.0 - 0.5 for a, b in zip(starts[:-1], starts[1:])]
+    else:
+        band, bounds = 0.0, []
     result = []
-    for a in window_starts(padded, window, stride, spread=spread):
+    for k, a in enumerate(starts):
         rel = a - pad_lo  # window start in unpadded input index
         lo = min(max(_ceil_div(2 * m * rel - n, 2 * n), 0), m)
         hi = min(max(_ceil_div(2 * m * (rel + window) - n, 2 * n), 0), m)
+        weights = np.ones(hi - lo)
+        if bounds:
+            left = bounds[k - 1] if k > 0 else None
+            right = bounds[k] if k < len(bounds) else None
+            p = p_all[lo:hi]
+            keep = np.ones(hi - lo, bool)
+            if left is not None:
+                keep &= p >= left - band
+                weights *= _ramp((p - (left - band)) / (2 * band)) if band > 0 else (p >= left)
+            if right is not None:
+                keep &= p < right + band
+                weights *= 1.0 - (_ramp((p - (right - band)) / (2 * band)) if band > 0 else (p >= right))
+            idx = np.flatnonzero(keep)
+            if idx.size == 0:
+                lo = hi = lo
+                weights = weights[:0]
+            else:
+                first, last = int(idx[0]), int(idx[-1]) + 1  # keep is contiguous
+                weights = weights[first:last]
+                lo, hi = lo + first, lo + last
         j = np.arange(lo, hi, dtype=np.float64)
         p = (j + 0.5) * (n / m) - 0.5  # continuous input index of each output centre
         coords = (2.0 * (p - rel) + 1.0) / window - 1.0
-        result.append(AxisWindow(a, lo, hi, coords))
+        result.append(AxisWindow(a, lo, hi, coords, np.asarray(weights, dtype=np.float64)))
     return pad_lo, pad_hi, result
 
 
 def plan_windows(
-    in_shape: Sequence[int], out_shape: Sequence[int], window: int, stride: int, *, spread: bool
+    in_shape: Sequence[int], out_shape: Sequence[int], window: int, stride: int, *, spread: bool,
+    scheme: str = "published", margin: float | None = None,
 ) -> WindowPlan:
     """Plan the windows of a volume; windows that decode no output voxel are dropped."""
-    per_axis = [axis_windows(int(n), int(m), window, stride, spread=spread) for n, m in zip(in_shape, out_shape)]
+    per_axis = [axis_windows(int(n), int(m), window, stride, spread=spread, scheme=scheme, margin=margin)
+                for n, m in zip(in_shape, out_shape)]
     pads = tuple((lo, hi) for lo, hi, _ in per_axis)
     windows = [
         Window(combo)  # type: ignore[arg-type]
@@ -128,17 +186,3 @@ def plan_windows(
         pad=pads,  # type: ignore[arg-type]
         windows=windows,
     )
-
-
-def blend_weights(coords: np.ndarray, kind: str, sigma: float = 0.35) -> np.ndarray:
-    """Per-axis blending weight of each output voxel from its window-local coordinate.
-
-    ``uniform``: 1 everywhere (the published averaging). ``gaussian``: ``exp(-c^2 / (2 sigma^2))``,
-    largest at the window centre and never zero, so the windows' weak edges (where the decoder
-    samples the feature map's zero padding) count little wherever another window covers them.
-    """
-    if kind == "uniform":
-        return np.ones_like(coords)
-    if kind == "gaussian":
-        return np.exp(-(coords**2) / (2.0 * sigma**2))
-    raise ValueError(f"unknown blending {kind!r}")
