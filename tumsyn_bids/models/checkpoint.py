@@ -14,7 +14,6 @@ stage 1 ``{'model_state_dict': state_dict (text tower + visual.*), ...}``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -28,19 +27,11 @@ import torch
 from torch import nn
 
 from tumsyn_bids.errors import DataError, OutputError
+from tumsyn_bids.models.locations import sha256_file  # noqa: F401  (re-exported)
 
 NATIVE_FORMAT = "tumsyn-native"
 NATIVE_VERSION = 1
 _MAX_LISTED = 6
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:

@@ -65,9 +65,10 @@ class ModelConfig:
     text: TextConfig = field(default_factory=TextConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     axis_order: str = "xyz"
+    window: int = 60  # input window edge (voxels) the model is meant to run on
 
 
-OFFICIAL = ModelConfig(name="tumsyn-official", axis_order="zyx")
+OFFICIAL = ModelConfig(name="tumsyn-official", axis_order="zyx", window=60)
 
 SMALL = ModelConfig(
     name="tumsyn-small",
@@ -82,6 +83,7 @@ SMALL = ModelConfig(
         decoder_hidden=(64, 64, 32),
     ),
     axis_order="xyz",
+    window=64,
 )
 
 CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (OFFICIAL, SMALL)}

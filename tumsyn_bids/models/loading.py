@@ -13,7 +13,6 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +25,17 @@ from tumsyn_bids.models.checkpoint import (
     checkpoint_kind,
     load_state_strict,
     safe_load,
-    sha256_file,
 )
+from tumsyn_bids.models.locations import sha256_file
 from tumsyn_bids.models.configs import ModelConfig, get_config
+from tumsyn_bids.models.locations import (  # noqa: F401  (re-exported)
+    ENV_WEIGHTS,
+    WeightsArg,
+    as_location,
+    bundled_weights_path,
+    split_location,
+    weights_candidates,
+)
 from tumsyn_bids.models.registry import make
 from tumsyn_bids.models.synthesis import SynthesisNet
 from tumsyn_bids.models.text_encoder import TextEncoder, infer_text_config, text_state_from_stage1
@@ -36,7 +43,6 @@ from tumsyn_bids.models.tokenizer import tokenize
 
 log = logging.getLogger(__name__)
 
-ENV_WEIGHTS = "TUMSYN_WEIGHTS"
 PUBLISHED_NORMALISATION: dict[str, Any] = {
     "method": "percentile",
     "lower_percentile": 0.01,
@@ -45,7 +51,6 @@ PUBLISHED_NORMALISATION: dict[str, Any] = {
     "range": [0.0, 1.0],
 }
 
-WeightsArg = str | os.PathLike | Sequence[str | os.PathLike] | None
 
 
 @dataclass
@@ -95,38 +100,11 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
-def bundled_weights_path(model: str) -> Path:
-    """Where the package keeps the bundled weights of ``model`` (the file may not exist)."""
-    return Path(str(resources.files("tumsyn_bids") / "data" / "models" / f"{model}.pt"))
-
-
-def weights_candidates(model: str, weights: WeightsArg = None) -> list[tuple[str, str]]:
-    """The search order as (source, location) pairs, for messages and ``tumsyn weights``."""
-    out: list[tuple[str, str]] = []
-    if weights is not None:
-        out.append(("--weights", _as_location(weights)))
-    env = os.environ.get(ENV_WEIGHTS)
-    if env:
-        out.append((ENV_WEIGHTS, env))
-    out.append(("bundled", str(bundled_weights_path(model))))
-    return out
-
-
-def _as_location(weights: WeightsArg) -> str:
-    if isinstance(weights, (str, os.PathLike)):
-        return os.fspath(weights)
-    return os.pathsep.join(os.fspath(w) for w in weights)  # type: ignore[union-attr]
-
-
-def _split_location(location: str) -> list[Path]:
-    return [Path(p) for p in location.split(os.pathsep) if p]
-
-
 def load_model(model: str = "tumsyn-small", weights: WeightsArg = None, device: str | torch.device = "cpu") -> ModelBundle:
     """Load ``model`` from the first weights location in the search order (see module docstring)."""
     cfg = get_config(model)
-    source, location = weights_candidates(model, weights)[0]
-    paths = _split_location(location)
+    source, location = weights_candidates(model, weights, bundled=bundled_weights_path(model))[0]
+    paths = split_location(location)
     if source == "bundled" and not paths[0].is_file():
         raise DataError(
             f"no bundled weights for {model!r}; pass --weights PATH or set {ENV_WEIGHTS}", path=paths[0]
@@ -154,7 +132,7 @@ def load_weights_files(paths: Sequence[Path], cfg: ModelConfig | None = None) ->
         return bundle_from_native(obj, path=path, sha256=sha256_file(path))
     if len(paths) == 2:
         return load_official_pair(*paths)
-    raise DataError(f"expected 1 native checkpoint or 2 published files, got {len(paths)}", path=_as_location(paths))
+    raise DataError(f"expected 1 native checkpoint or 2 published files, got {len(paths)}", path=as_location(paths))
 
 
 def bundle_from_native(obj: dict[str, Any], path: str | Path | None = None, sha256: str = "") -> ModelBundle:
@@ -207,6 +185,7 @@ def load_official_pair(first: Path, second: Path) -> ModelBundle:
         "text_encoder": {"name": "clip-text", "args": text_cfg.to_dict()},
         "synthesis": {"name": "lccd", "args": synth_cfg},
         "axis_order": "zyx",
+        "inference": {"window": 60},
         "normalisation": dict(PUBLISHED_NORMALISATION),
         "training": {"source": "published TUMSyn weights (Zenodo record 13119176)"},
         "files": {"synthesis": str(synth_path), "stage1": str(stage1_path)},
@@ -256,6 +235,7 @@ def build_networks(config: str | ModelConfig = "tumsyn-small") -> tuple[TextEnco
         "text_encoder": {"name": "clip-text", "args": cfg.text.to_dict()},
         "synthesis": {"name": "lccd", "args": cfg.synthesis.to_dict()},
         "axis_order": cfg.axis_order,
+        "inference": {"window": cfg.window},
         "normalisation": dict(PUBLISHED_NORMALISATION),
         "training": {},
     }
