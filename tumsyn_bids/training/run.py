@@ -23,6 +23,14 @@ def _hardware() -> dict[str, Any]:
     return info
 
 
+def _log_tail(path: Path, n: int, key: str = "loss") -> float | None:
+    """Mean of ``key`` over the last ``n`` records of a JSON-lines loss log."""
+    if not path.exists():
+        return None
+    values = [json.loads(x)[key] for x in path.read_text().splitlines() if x.strip()][-n:]
+    return sum(values) / len(values) if values else None
+
+
 def build_pool(cfg: TrainConfig, rng):
     """The training pool the config asks for: simulated subjects or real BIDS pairs."""
     from tumsyn_bids.training.pool import FixedPool, SubjectPool
@@ -69,7 +77,9 @@ def run_training(cfg: TrainConfig, out_dir: Path, *, stages: tuple[int, ...] = (
     if 1 in stages:
         text.train().requires_grad_(True)
         s1 = train_stage1(cfg, pool, text, out_dir, rng=rng, resume=resume, progress=progress)
-        record["stage1"] = {"steps": s1["steps"], "final_loss": s1["final_loss"], "seconds": s1["seconds"]}
+        record["stage1"] = {"steps": s1["steps"], "final_loss": _log_tail(out_dir / "stage1_loss.jsonl", 10),
+                            "final_acc": _log_tail(out_dir / "stage1_loss.jsonl", 10, "acc"),
+                            "seconds": s1["seconds"]}
         eval_subjects = source.held_out_subjects(rng_seed=cfg.seed + 1) if source is not None else pool.subjects
         record["stage1"]["zero_shot"] = zero_shot_accuracy(text, s1["image_tower"], eval_subjects, cfg)
     elif stage1_path.exists():
@@ -80,11 +90,8 @@ def run_training(cfg: TrainConfig, out_dir: Path, *, stages: tuple[int, ...] = (
         s2 = train_stage2(cfg, pool, net, text, out_dir, rng=rng, resume=resume, progress=progress)
         record["stage2"] = s2
     net.eval()
-    log2 = out_dir / "stage2_loss.jsonl"
-    if log2.exists():
-        lines = [json.loads(x) for x in log2.read_text().splitlines() if x.strip()]
-        tail = [r["loss"] for r in lines[-50:]]
-        record.setdefault("stage2", {})["final_loss_avg50"] = sum(tail) / max(len(tail), 1)
+    if (out_dir / "stage2_loss.jsonl").exists():
+        record.setdefault("stage2", {})["final_loss_avg50"] = _log_tail(out_dir / "stage2_loss.jsonl", 50)
     spec = dict(bundle.spec)
     spec["input"] = "skull-stripped"
     spec["training"] = {"config": cfg.to_dict(), "seed": cfg.seed,

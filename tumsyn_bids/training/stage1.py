@@ -69,10 +69,12 @@ def info_nce(logits: torch.Tensor) -> torch.Tensor:
 
 def image_view(data: np.ndarray, downscale: int, size: int, rng: np.random.Generator | None) -> np.ndarray:
     """Average-pool by ``downscale`` then crop/pad to ``size``^3 (random crop with ``rng``, else centred)."""
-    t = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[None, None]
+    small = np.asarray(data, dtype=np.float32)
     if downscale > 1:
-        t = F.avg_pool3d(t, downscale, ceil_mode=True)
-    small = t[0, 0].numpy()
+        t = torch.from_numpy(np.ascontiguousarray(small))[None, None]
+        small = F.avg_pool3d(t, downscale, ceil_mode=True)[0, 0].numpy()
+    if size <= 0:
+        return small
     out = np.zeros((size, size, size), np.float32)
     src, dst = [], []
     for n in small.shape:
@@ -88,6 +90,22 @@ def image_view(data: np.ndarray, downscale: int, size: int, rng: np.random.Gener
     return out
 
 
+_SMALL: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _small(data: np.ndarray, downscale: int) -> np.ndarray:
+    """Average-pooled copy of a pool image, cached while the image lives (pooling is the costly part)."""
+    key = id(data)
+    hit = _SMALL.get(key)
+    if hit is not None and hit[0] is data:
+        return hit[1]
+    if len(_SMALL) > 64:
+        _SMALL.clear()
+    small = image_view(data, downscale, 0, None) if downscale > 1 else data
+    _SMALL[key] = (data, small)
+    return small
+
+
 def _batch(subjects: list[PoolSubject], cfg: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
     images, prompts = [], []
     seen: set[str] = set()
@@ -99,7 +117,7 @@ def _batch(subjects: list[PoolSubject], cfg: TrainConfig, rng: np.random.Generat
         if image.prompt in seen:  # identical prompts would be false negatives
             continue
         seen.add(image.prompt)
-        images.append(image_view(image.data, cfg.stage1.downscale, cfg.stage1.image_size, rng))
+        images.append(image_view(_small(image.data, cfg.stage1.downscale), 1, cfg.stage1.image_size, rng))
         prompts.append(image.prompt)
     return np.stack(images)[:, None], prompts
 
