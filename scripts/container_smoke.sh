@@ -135,10 +135,21 @@ except OSError as exc:
 else:
     raise SystemExit("network reachable inside --network none")'
 
+    step "baked in: weights that ship in wheels, TemplateFlow home, thread settings"
+    "${PODMAN[@]}" run "${SANDBOX[@]}" --entrypoint /opt/venv/bin/python "$IMAGE" -c '
+import os, pathlib, deepbet, tumsyn_bids
+found = lambda pkg: sorted(p.name for p in pathlib.Path(pkg.__file__).parent.rglob("*") if p.suffix in {".pt", ".pth", ".ckpt"})
+print("deepbet weights:", found(deepbet))
+print("tumsyn_bids weights:", found(tumsyn_bids) or "none bundled yet")
+home = pathlib.Path(os.environ["TEMPLATEFLOW_HOME"])
+print("TEMPLATEFLOW_HOME:", home, len(list(home.glob("tpl-*"))), "templates,", sum(1 for p in home.rglob("*.nii.gz") if p.stat().st_size), "NIfTI files with content")
+print("OMP_NUM_THREADS:", os.environ["OMP_NUM_THREADS"], "HOME mode:", oct(os.stat(os.environ["HOME"]).st_mode & 0o777))
+assert found(deepbet), "deepbet weights missing"'
+
     step "wrong usage: same errors and exit codes inside and outside"
     if command -v tumsyn-bids >/dev/null; then
         mkdir -p "$SMOKE_DIR/data/not_bids"
-        compare_usage "no arguments"
+        compare_usage "missing analysis level" "$SMOKE_DIR/data/not_bids" "$SMOKE_DIR/out"
         compare_usage "bad analysis level" "$SMOKE_DIR/data/not_bids" "$SMOKE_DIR/out" sideways
         compare_usage "missing bids_dir" "$SMOKE_DIR/data/absent" "$SMOKE_DIR/out" participant
         compare_usage "unknown option" "$SMOKE_DIR/data/not_bids" "$SMOKE_DIR/out" participant --no-such-flag

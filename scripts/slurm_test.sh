@@ -9,6 +9,7 @@
 #   tumsyn-bids DEMO OUT participant --participant-label A B --use-plugin slurm.yml
 # and checks that every participant's synthesized image exists and that SLURM ran the nodes.
 # The daemons it started are stopped on exit. Environment: SLURM_DIR (default /var/tmp/tumsyn-slurm),
+# MUNGE_DIR (munged's socket, pid and log; default /var/tmp/tumsyn-munge),
 # DEMO (default bids_examples/demo), DEMO_ARGS, PLUGIN (SLURM or SLURMGraph, default SLURM),
 # TUMSYN_BIDS (the command, default tumsyn-bids on PATH).
 set -euo pipefail
@@ -20,6 +21,8 @@ DEMO_ARGS=${DEMO_ARGS:---target T2w}
 PLUGIN=${PLUGIN:-SLURM}
 TUMSYN_BIDS=${TUMSYN_BIDS:-tumsyn-bids}
 export SLURM_CONF=$SLURM_DIR/etc/slurm.conf
+# munged runs as user munge: its socket and files live where that user can reach them.
+MUNGE_DIR=${MUNGE_DIR:-/var/tmp/tumsyn-munge}
 # nipype's SLURM plugin polls `squeue -u $LOGNAME` and fails without it (containers, CI runners).
 export LOGNAME=${LOGNAME:-$(id -un)}
 PIDS=()
@@ -35,7 +38,7 @@ fail() {
 
 cleanup() {
     local pidfile
-    for pidfile in "$SLURM_DIR/run/slurmd.pid" "$SLURM_DIR/run/slurmctld.pid" "$SLURM_DIR/run/munged.pid"; do
+    for pidfile in "$SLURM_DIR/run/slurmd.pid" "$SLURM_DIR/run/slurmctld.pid" "$MUNGE_DIR/munged.pid"; do
         [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
     done
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -51,8 +54,9 @@ install_slurm() {
 
 start_munge() {
     step "munge"
-    mkdir -p "$SLURM_DIR/run/munge"
-    chown munge: "$SLURM_DIR/run/munge"
+    mkdir -p "$MUNGE_DIR"
+    chown munge: "$MUNGE_DIR"
+    chmod 755 "$MUNGE_DIR"
     if [[ ! -s /etc/munge/munge.key ]]; then
         mungekey --create --keyfile /etc/munge/munge.key 2>/dev/null ||
             dd if=/dev/urandom of=/etc/munge/munge.key bs=128 count=1 status=none
@@ -60,10 +64,9 @@ start_munge() {
         chmod 400 /etc/munge/munge.key
     fi
     # A private socket, so a munged started by someone else is never disturbed.
-    export MUNGE_SOCKET=$SLURM_DIR/run/munge/munge.socket
-    runuser -u munge -- munged --socket "$MUNGE_SOCKET" --pid-file "$SLURM_DIR/run/munge/munged.pid" \
-        --log-file "$SLURM_DIR/run/munge/munged.log" --seed-file "$SLURM_DIR/run/munge/munged.seed" --force
-    ln -sf "$SLURM_DIR/run/munge/munged.pid" "$SLURM_DIR/run/munged.pid"
+    export MUNGE_SOCKET=$MUNGE_DIR/munge.socket
+    runuser -u munge -- munged --socket "$MUNGE_SOCKET" --pid-file "$MUNGE_DIR/munged.pid" \
+        --log-file "$MUNGE_DIR/munged.log" --seed-file "$MUNGE_DIR/munged.seed" --force
     munge -n --socket "$MUNGE_SOCKET" | unmunge --socket "$MUNGE_SOCKET" >/dev/null || fail "munge round trip failed"
     echo "munged up ($MUNGE_SOCKET)"
 }
@@ -80,7 +83,7 @@ SlurmdUser=root
 SlurmctldPort=6917
 SlurmdPort=6918
 AuthType=auth/munge
-AuthInfo=socket=$SLURM_DIR/run/munge/munge.socket
+AuthInfo=socket=$MUNGE_DIR/munge.socket
 CryptoType=crypto/munge
 StateSaveLocation=$SLURM_DIR/state
 SlurmdSpoolDir=$SLURM_DIR/spool
