@@ -19,7 +19,7 @@ KW = dict(device="cpu", progress=False)
     ("shape", "voxel", "target", "mode", "window"),
     [((20, 20, 20), (1.0, 1.0, 1.0), None, "fast", None),
      ((20, 20, 20), (1.0, 1.0, 1.0), 0.5, "faithful", None),
-     ((61, 70, 33), (1.0, 1.0, 1.0), None, "faithful", 32),
+     ((61, 70, 33), (1.0, 1.0, 1.0), None, "faithful", 40),
      ((61, 70, 33), (0.9, 0.9, 2.0), (0.9, 0.9, 1.3), "fast", 32)],
 )
 def test_shapes_affines_and_no_nan(tiny_bundle, shape, voxel, target, mode, window):
@@ -51,3 +51,14 @@ def test_prompt_changes_output_and_runs_are_deterministic(tiny_bundle):
     np.testing.assert_array_equal(a.data, b.data)
     assert np.abs(a.data - c.data).max() > 1e-4
     assert a.seconds > 0 and a.timings["encode"] > 0 and a.timings["decode"] > 0
+
+
+def test_empty_windows_share_one_encoding_exactly(tiny_bundle):
+    """A head in a large zero background: all-zero windows are encoded once, results unchanged."""
+    vol = np.zeros((36, 36, 20), np.float32)
+    vol[2:14, 3:15, 4:16] = smooth_volume((12, 12, 12))
+    kw = dict(window=12, mode="faithful", amp=False, **KW)
+    shared = synthesize(vol, np.eye(4), PROMPT, tiny_bundle, **kw)
+    each = synthesize(vol, np.eye(4), PROMPT, tiny_bundle, share_empty_windows=False, **kw)
+    assert shared.windows == each.windows == each.encoded and shared.encoded < shared.windows // 2
+    np.testing.assert_allclose(shared.data, each.data, rtol=0, atol=1e-6)

@@ -49,13 +49,14 @@ class SynthesisResult:
     affine: np.ndarray  # (4, 4) output affine
     seconds: float  # wall time of the whole call
     device: str
-    windows: int  # windows run through the network (both passes with flip averaging)
+    windows: int  # windows decoded (both passes with flip averaging)
     mode: str = "fast"
     voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)  # effective output voxel size (mm)
     window: int = DEFAULT_WINDOW
     batch_size: int = 1
     query_chunk: int = 0
     dtype: str = "float32"  # compute precision (autocast dtype or float32)
+    encoded: int = 0  # encoder runs (all-zero windows share one)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -164,6 +165,7 @@ def synthesize(
     query_chunk: int | None = None,
     memory_budget: int | None = None,
     normalize: bool = True,
+    share_empty_windows: bool = True,
 ) -> SynthesisResult:
     """Synthesize the contrast described by ``prompt`` from ``image`` on the grid of ``voxel_size``.
 
@@ -172,7 +174,8 @@ def synthesize(
     None keeps the input grid. ``amp`` None means on in fast mode, off in faithful mode.
     ``window``/``stride`` override the tiling; ``query_chunk`` fixes the queries per decoder call
     (default: sized to ``memory_budget`` bytes or a share of free memory). The model's networks
-    are moved to the chosen device. Returns float32 data in the normalised intensity range.
+    are moved to the chosen device. ``share_empty_windows`` encodes all-zero windows once (exact).
+    Returns float32 data in the normalised intensity range.
     """
     import torch
 
@@ -220,7 +223,8 @@ def synthesize(
         dev, mode, dtype or "float32", win, stride, len(plan.windows), len(passes), batch,
         image.shape, grid.out_shape, np.round(grid.voxel_size, 4).tolist(),
     )
-    runner = _Runner(net, text_feat, dev, dtype, batch, query_chunk, memory_budget, channels_last)
+    runner = _Runner(net, text_feat, dev, dtype, batch, query_chunk, memory_budget, channels_last,
+                     share_empty_windows)
     total = np.zeros(grid.out_shape, np.float32)
     with _progress_bar(progress, len(plan.windows) * len(passes)) as advance:
         for flip in passes:
@@ -235,14 +239,15 @@ def synthesize(
         raise TumsynError("synthesis produced non-finite values (numerical overflow in the network?)")
     seconds = time.perf_counter() - t_start
     timings = dict(runner.timings, total=seconds)
-    log.info("synthesize: %d windows in %.2f s (encode %.2f s, decode %.2f s)",
-             runner.windows, seconds, timings.get("encode", 0.0), timings.get("decode", 0.0))
+    log.info("synthesize: %d windows (%d encoded) in %.2f s (encode %.2f s, decode %.2f s)",
+             runner.windows, runner.encoded, seconds, timings.get("encode", 0.0), timings.get("decode", 0.0))
     return SynthesisResult(
         data=total,
         affine=grid.affine.copy(),
         seconds=seconds,
         device=str(dev),
         windows=runner.windows,
+        encoded=runner.encoded,
         mode=mode,
         voxel_size=tuple(float(v) for v in grid.voxel_size),  # type: ignore[arg-type]
         window=win,
@@ -279,11 +284,13 @@ class _progress_bar:
 class _Runner:
     """Runs one window plan through the network and blends the windows' outputs."""
 
-    def __init__(self, net, text_feat, device, dtype, batch, query_chunk, memory_budget, channels_last):
+    def __init__(self, net, text_feat, device, dtype, batch, query_chunk, memory_budget, channels_last, share_empty):
         self.net, self.text_feat, self.device, self.dtype = net, text_feat, device, dtype
         self.channels_last = channels_last
+        self.share_empty = share_empty
         self.batch, self.query_chunk, self.memory_budget = batch, query_chunk, memory_budget
         self.windows = 0
+        self.encoded = 0
         self.chunk = 0
         self.timings: dict[str, float] = {"encode": 0.0, "decode": 0.0}
 
@@ -303,23 +310,37 @@ class _Runner:
             torch.cuda.synchronize(self.device)
 
     def run(self, vol: np.ndarray, plan: WindowPlan, advance) -> np.ndarray:
+        """Blend all windows of ``plan`` over ``vol`` (network array order) into the output grid.
+
+        Windows whose input is all zero (background of a skull-stripped image, padding) share one
+        encoding of a zero window: the same input gives the same features, so this is exact.
+        """
         import torch
 
         dev, w = self.device, plan.window
         padded = torch.from_numpy(np.pad(vol, plan.pad)).to(dev)
         out = torch.zeros(plan.out_shape, dtype=torch.float32, device=dev)
         wsum = torch.zeros(plan.out_shape, dtype=torch.float32, device=dev)
+
+        def crop(win):
+            a0, a1, a2 = win.start
+            return padded[a0 : a0 + w, a1 : a1 + w, a2 : a2 + w]
+
+        flags = [not self.share_empty or bool(crop(win).any()) for win in plan.windows]
+        busy = [win for win, f in zip(plan.windows, flags) if f]
+        empty = [win for win, f in zip(plan.windows, flags) if not f]
+        groups = [busy[i : i + self.batch] for i in range(0, len(busy), self.batch)]
+        if empty:
+            groups.append(empty)
         with torch.inference_mode():
-            for b0 in range(0, len(plan.windows), self.batch):
-                group = plan.windows[b0 : b0 + self.batch]
-                x = torch.stack(
-                    [padded[a0 : a0 + w, a1 : a1 + w, a2 : a2 + w] for a0, a1, a2 in (g.start for g in group)]
-                )[:, None]
+            for group in groups:
+                is_empty = group is empty
+                x = torch.zeros((1, 1, w, w, w), device=dev) if is_empty else torch.stack([crop(g) for g in group])[:, None]
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last_3d)
                 t0 = time.perf_counter()
                 with self._autocast():
-                    feat = self.net.encode(x, self.text_feat.expand(len(group), -1))
+                    feat = self.net.encode(x, self.text_feat.expand(x.shape[0], -1))
                 self._sync()
                 t1 = time.perf_counter()
                 self.timings["encode"] += t1 - t0
@@ -327,7 +348,8 @@ class _Runner:
                     self.chunk = self.query_chunk or query_chunk_size(
                         self.net, int(feat.shape[1]), dev, self.memory_budget)
                 for i, win in enumerate(group):
-                    pred = self._decode(feat[i : i + 1], win)
+                    k = 0 if is_empty else i
+                    pred = self._decode(feat[k : k + 1], win)
                     weights = [torch.as_tensor(a.weights, dtype=torch.float32, device=dev) for a in win.axes]
                     wgt = weights[0][:, None, None] * weights[1][None, :, None] * weights[2][None, None, :]
                     sl = win.out_slices
@@ -338,6 +360,7 @@ class _Runner:
                 self._sync()
                 self.timings["decode"] += time.perf_counter() - t1
                 self.windows += len(group)
+                self.encoded += x.shape[0]
         if not bool((wsum > 0).all()):
             raise TumsynError(f"internal error: {int((wsum <= 0).sum())} output voxels not covered by any window")
         return (out / wsum).cpu().numpy()
