@@ -138,3 +138,14 @@ def test_bad_input_is_refused_with_one_line_messages():
     with pytest.raises(DataError) as info:
         synthesize(vol[..., None], np.eye(4), "p", bundle, **KW)
     assert "\n" not in str(info.value)
+
+
+def test_progress_bar_and_log_lines(caplog):
+    vol = smooth_volume((20, 18, 16))
+    bundle = Bundle(IdentityNet(padding="zeros"), window=16)
+    with caplog.at_level("INFO", logger="tumsyn_bids.inference.engine"):
+        shown = synthesize(vol, np.eye(4), "p", bundle, device="cpu", progress=True)
+    quiet = synthesize(vol, np.eye(4), "p", bundle, device="cpu", progress=False)
+    np.testing.assert_array_equal(shown.data, quiet.data)
+    text = caplog.text
+    assert "device=cpu mode=fast" in text and f"windows={shown.windows}" in text and " s (encode " in text

@@ -132,19 +132,25 @@ def _free_bytes(device: "torch.device") -> int:
 
 
 def query_chunk_size(net: "torch.nn.Module", feat_channels: int, device: "torch.device", budget: int | None) -> int:
-    """Queries per decoder call that fit ``budget`` bytes (default: a share of free memory)."""
+    """Queries per decoder call that fit ``budget`` bytes.
+
+    Default budget: a quarter of free GPU memory capped at 4 GiB (so a 2x super-resolution of the
+    official model stays far below 40 GB), or an eighth of available RAM capped at 512 MiB.
+    """
     if budget is None:
         free = _free_bytes(device)
-        budget = int(free * 0.4) if device.type == "cuda" else min(512 << 20, free // 8)
+        budget = min(free // 4, 4 << 30) if device.type == "cuda" else min(free // 8, 512 << 20)
     per_query = 4 * 2 * (2 * _linear_width(net) + feat_channels + 16)  # fp32, 2x slack
     return int(np.clip(budget // per_query, 1024, 1 << 22))
 
 
-def _auto_batch(net: "torch.nn.Module", window: int, device: "torch.device", mode: str) -> int:
+def _auto_batch(net: "torch.nn.Module", window: int, device: "torch.device", mode: str, amp: bool) -> int:
+    """Windows per encoder call: 1 on CPU and in faithful mode; on CUDA what fits min(free/2, 24 GiB)."""
     if mode == "faithful" or device.type != "cuda":
         return 1
-    per_window = window**3 * _max_channels(net) * 4 * 6  # activations of the widest block, with slack
-    return int(np.clip(_free_bytes(device) * 0.5 // per_window, 1, 8))
+    per_window = window**3 * _max_channels(net) * (2 if amp else 4) * 4  # widest block's activations, slack
+    budget = min(_free_bytes(device) // 2, 24 << 30)
+    return int(np.clip(budget // per_window, 1, 8))
 
 
 def synthesize(
@@ -215,7 +221,7 @@ def synthesize(
     plan = plan_windows(vol.shape if order == (0, 1, 2) else tuple(vol.shape[i] for i in order),
                         net_grid.out_shape, win, stride, spread=(mode == "fast"),
                         scheme="partition" if mode == "fast" else "published")
-    batch = batch_size or _auto_batch(net, win, dev, mode)
+    batch = batch_size or _auto_batch(net, win, dev, mode, dtype is not None)
     passes = [None, lr_axis(affine)] if flip_average else [None]
     log.info(
         "synthesize: device=%s mode=%s dtype=%s window=%d stride=%d windows=%d x %d pass(es) batch=%d "
