@@ -34,7 +34,7 @@ _SUBJECT_RE = re.compile(r"(?:^|\.)sub_([0-9a-zA-Z]+)_wf(?:\.|$)")
 def _console():
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _setup_logging(settings: "Settings") -> Path | None:
@@ -217,6 +217,7 @@ def run_participant_level(settings: "Settings", plan: "Plan") -> int:
     write_dataset_files(out_dir, bids_dir)
 
     model_name, sha256 = _model_identity(settings)
+    remove_stale_temporaries(out_dir, sorted({o.subject for o in plan.outputs}))
     write_plan_records(settings, plan)
     jobs, done = make_jobs(settings, plan, model_name, sha256)
     for rel in done:
@@ -272,7 +273,7 @@ def _run_workflow(settings: "Settings", jobs: dict[str, list["Job"]], use_gpu: b
     workflow = init_tumsyn_wf(jobs, opts, base_dir=Path(settings.work_dir), crash_dirs=crash_dirs)
     if settings.stop_on_first_crash:
         workflow.config["execution"]["stop_on_first_crash"] = "true"
-    totals = {s: sum(1 for n in workflow.list_node_names() if n.startswith(f"sub_{s}_wf.")) for s in jobs}
+    totals = {s: _count_work_nodes(workflow, f"sub_{s}_wf.") for s in jobs}
     enabled = settings.verbosity >= 0 and sys.stderr is not None
     with _Progress(totals, enabled) as progress:
         args["status_callback"] = progress
@@ -290,11 +291,35 @@ def _run_workflow(settings: "Settings", jobs: dict[str, list["Job"]], use_gpu: b
                 if not progress.failed:
                     raise
         wall = time.perf_counter() - start
+    for path in crash_dirs.values():
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()  # keep sub-X/log/<run_uuid>/ only when it holds crash files
     failed = dict(progress.failed)
     for subject in jobs:  # crash files are the ground truth (e.g. after stop-on-first-crash)
-        if subject not in failed and list(crash_dirs[subject].glob("crash-*")):
+        if subject not in failed and crash_dirs[subject].is_dir() and list(crash_dirs[subject].glob("crash-*")):
             failed[subject] = ["see crash files"]
     return failed, progress.node_seconds, wall
+
+
+def _count_work_nodes(workflow, prefix: str) -> int:
+    """Nodes that really run (identity nodes are removed from nipype's execution graph)."""
+    from nipype.interfaces.utility import IdentityInterface
+
+    names = [n for n in workflow.list_node_names() if n.startswith(prefix)]
+    return sum(1 for n in names if not isinstance(workflow.get_node(n).interface, IdentityInterface))
+
+
+def remove_stale_temporaries(out_dir: Path, subjects) -> list[Path]:
+    """Delete temporary files that a killed run left under ``sub-X/`` (atomic-write leftovers)."""
+    removed = []
+    for subject in subjects:
+        for path in (Path(out_dir) / f"sub-{subject}").rglob(".*.tmp*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    for path in removed:
+        LOGGER.warning("removed a partial file left by an interrupted run: %s", path)
+    return removed
 
 
 def _log_timings(node_seconds: dict[str, float]) -> None:

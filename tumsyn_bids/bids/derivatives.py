@@ -38,7 +38,7 @@ ENTITY_ORDER: tuple[str, ...] = (
 # Entities of the source that survive into a synthetic image's name.
 KEPT_ENTITIES: frozenset[str] = frozenset({"sub", "ses", "run"})
 
-BIDSIGNORE_LINES: tuple[str, ...] = ("*.html", "logs/", "figures/", "*/log/", "*/figures/", "group_*")
+BIDSIGNORE_LINES: tuple[str, ...] = ("*.html", "logs", "sub-*/log", "sub-*/figures", "group_*")  # no trailing "/": the validator needs that
 
 _ENTITY_RE = re.compile(r"^([a-zA-Z]+)-([a-zA-Z0-9]+)$")
 
@@ -264,7 +264,7 @@ def synthetic_sidecar(
         "ModelWeightsSHA256": weights_sha256,
         "SoftwareVersion": __version__,
         "Device": device,
-        "VoxelSize": [float(v) for v in voxel_size],
+        "VoxelSize": [round(float(v), 4) for v in voxel_size],  # effective (the engine keeps the FOV)
         "SkullStripMethod": skull_strip_method,
         "MaskedOutput": bool(masked_output),
         "SourceAcquisition": source_acquisition(source_metadata),
