@@ -52,6 +52,18 @@ def test_train_on_bids_pairs_then_resume(tiny_bids, tiny_config, tmp_path):
     # the resumed run trained the network further: exported weights changed
     assert json.loads((out / "training.json").read_text())["sha256"] != record["sha256"]
 
+    from tumsyn_bids.training.ship import ship
+
+    dest = tmp_path / "shipped" / "tumsyn-small.pt"
+    shipped = ship(out, dest=dest)
+    assert json.loads(dest.with_suffix(".json").read_text())["sha256"] == shipped["sha256"]
+    small = load_model("tumsyn-small", weights=dest)
+    full = load_model("tumsyn-small", weights=out / "model.pt")
+    emb_small = small.text_encoder.token_embedding.weight
+    emb_full = full.text_encoder.token_embedding.weight
+    assert emb_small.dtype == torch.float32 and torch.equal(emb_small, emb_full.half().float())
+    assert dest.stat().st_size < 0.7 * (out / "model.pt").stat().st_size
+
 
 def test_bids_pairs_get_prompts_from_sidecars(tiny_bids):
     from tumsyn_bids.prompts import parse_prompt

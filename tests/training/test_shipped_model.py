@@ -1,0 +1,80 @@
+"""Prompt sensitivity of the shipped tumsyn-small weights on a small simulated head.
+
+The same skull-stripped T1w input, different target prompts: T2w spin echo at TE 80/100/120 ms
+(TR fixed) must give a CSF/WM ratio that rises with TE (S ~ exp(-TE/T2), T2_csf >> T2_wm), and
+FLAIR must give dark ventricles where T2w gives bright ones.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tumsyn_bids.models.loading import bundled_weights_path
+
+from .conftest import sphere_head
+
+WEIGHTS = bundled_weights_path("tumsyn-small")
+pytestmark = pytest.mark.skipif(not WEIGHTS.is_file(), reason="shipped weights not built yet")
+
+
+@pytest.fixture(scope="module")
+def head():
+    from scipy.ndimage import binary_erosion
+
+    from tumsyn_bids.physics.phantoms import labelmap_phantom
+    from tumsyn_bids.physics.simulate import simulate_subject
+
+    labels, affine = sphere_head(n=48, voxel=1.0)
+    phantom = labelmap_phantom(labels, affine, source="sphere")
+    sim = simulate_subject(phantom, ["T1w"], np.random.default_rng(7), field_strength=3.0, deform=False,
+                           crop=False, skull_strip=True, snr=60.0, bias=False)["T1w"]
+    assert sim.data.shape == labels.shape
+    vent = binary_erosion(np.isin(labels, (4, 43)), iterations=1)
+    from scipy.ndimage import binary_dilation
+
+    wm = binary_erosion(labels == 2, iterations=2) & ~binary_dilation(np.isin(labels, (4, 43)), iterations=3)
+    return sim, vent, wm
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    from tumsyn_bids.models.loading import load_model
+
+    torch.set_num_threads(1)
+    return load_model("tumsyn-small")
+
+
+def _ratio(bundle, sim, vent, wm, **prompt_fields) -> float:
+    from tumsyn_bids.inference.engine import synthesize
+    from tumsyn_bids.prompts import Prompt
+
+    prompt = Prompt(voxel_size=(1.0, 1.0, 1.0), age=sim.prompt.age, sex=sim.prompt.sex, field_strength=3.0,
+                    vendor="Siemens", **prompt_fields)
+    out = synthesize(sim.data, sim.affine, prompt, bundle, device="cpu", progress=False).data
+    return float(out[vent].mean() / out[wm].mean())
+
+
+def test_record_sits_next_to_the_weights(bundle):
+    record = json.loads(WEIGHTS.with_suffix(".json").read_text())
+    assert record["sha256"] == bundle.sha256
+    assert bundle.spec["input"] == "skull-stripped"
+    assert set(record["data_recipe"]["held_out"]) >= {"synthseg_training_seg_15", "synthsr_brain5"}
+
+
+def test_csf_wm_ratio_rises_with_te(bundle, head):
+    sim, vent, wm = head
+    ratios = [_ratio(bundle, sim, vent, wm, modality="T2w", tr_ms=5000.0, te_ms=te, flip_angle=90.0)
+              for te in (80.0, 100.0, 120.0)]
+    assert ratios[0] < ratios[1] < ratios[2], ratios
+
+
+def test_flair_ventricles_dark_t2w_bright(bundle, head):
+    sim, vent, wm = head
+    t2 = _ratio(bundle, sim, vent, wm, modality="T2w", tr_ms=5000.0, te_ms=100.0, flip_angle=90.0)
+    flair = _ratio(bundle, sim, vent, wm, modality="FLAIR", tr_ms=9000.0, te_ms=90.0, ti_ms=2500.0,
+                   flip_angle=150.0)
+    assert t2 > 1.0 > flair, (t2, flair)
