@@ -244,10 +244,21 @@ def test_cannot_create_output_exit_73(cli, make_ds, tmp_path):
     assert code == 73 and "cannot create work directory" in _one_error_line(err)
 
 
-def test_group_level_needs_outputs(cli, make_ds, tmp_path):
+def test_group_level_needs_outputs_and_no_work_dir(cli, make_ds, tmp_path, monkeypatch):
+    import types
+
     ds = make_ds("inherited")
     code, _, err = cli(ds, tmp_path / "never", "group")
     assert code == 64 and "OUTPUT_DIR does not exist" in _one_error_line(err)
+    calls = []
+    stub = types.ModuleType("tumsyn_bids.runner")
+    stub.run_group_level = lambda settings: calls.append(settings) or 0
+    monkeypatch.setitem(sys.modules, "tumsyn_bids.runner", stub)
+    (ds / "dataset_description.json").unlink()  # the group level does not read BIDS_DIR
+    (tmp_path / "out").mkdir()
+    code, _, err = cli(ds, tmp_path / "out", "group")
+    assert code == 0, err
+    assert calls[0].analysis_level == "group" and not (tmp_path / "work").exists()
 
 
 def test_runner_hook_missing_module_exits_70(cli, make_ds, tmp_path, monkeypatch):
@@ -270,8 +281,6 @@ def test_runner_hook_receives_settings_and_plan(cli, make_ds, tmp_path, monkeypa
     assert code == 1
     settings, plan = calls[0]
     assert settings.participant_labels == ("02",) and [o.subject for o in plan.outputs] == ["02"]
-    code, _, _ = cli(ds, tmp_path / "out", "group", "-w", tmp_path / "w")
-    assert code == 0 and calls[1][0].analysis_level == "group"
 
 
 def test_internal_error_is_one_line_with_log(cli, make_ds, tmp_path, monkeypatch):

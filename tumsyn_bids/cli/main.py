@@ -320,19 +320,21 @@ def _load_runner():
 def execute(settings: "Settings") -> int:
     """Validate, prepare directories, plan, and hand over to the runner; return the exit code."""
     _STATE["settings"] = settings
-    validate(settings)
     if settings.analysis_level == "group":
+        # The group level reads OUTPUT_DIR only: no validation of BIDS_DIR, no work directory.
         if not settings.output_dir.is_dir():
             raise UsageError("group level needs participant-level outputs; OUTPUT_DIR does not exist",
                              path=settings.output_dir)
-        prepare_directories(settings)
-        settings.to_toml()
+        if not _writable(settings.output_dir):
+            raise OutputError("OUTPUT_DIR is not writable", path=settings.output_dir)
+        _STATE["settings"] = None  # no run directory for crash logs
         runner = _load_runner()
         if runner is None:
             typer.echo(f"{PROG}: group-level analysis is not yet implemented", err=True)
             return int(ExitCode.SOFTWARE)
         return int(runner.run_group_level(settings))
 
+    validate(settings)
     prepare_directories(settings)
     config_path = settings.to_toml()
     _info(f"settings written to {config_path}")
