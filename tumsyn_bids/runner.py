@@ -22,7 +22,7 @@ from tumsyn_bids.errors import ExitCode, OutputError
 if TYPE_CHECKING:  # pragma: no cover
     from tumsyn_bids.config import Settings
     from tumsyn_bids.planning import Plan, PlannedOutput
-    from tumsyn_bids.workflows.base import Job
+    from tumsyn_bids.workflows.jobs import Job
 
 LOGGER = logging.getLogger("tumsyn")
 _SUBJECT_RE = re.compile(r"(?:^|\.)sub_([0-9a-zA-Z]+)_wf(?:\.|$)")
@@ -96,11 +96,33 @@ def _model_identity(settings: "Settings") -> tuple[str, str]:
     return bundle.name, bundle.sha256
 
 
-def make_jobs(settings: "Settings", plan: "Plan", model_name: str, sha256: str) -> tuple[dict[str, list["Job"]], list[str]]:
+def quick_weights_sha256(settings: "Settings") -> str | None:
+    """sha256 of the weights file that load_model would use, when it is one file (else None).
+
+    Mirrors the search order of :mod:`tumsyn_bids.models.loading` (``--weights``,
+    ``TUMSYN_WEIGHTS``, bundled file) without importing torch.
+    """
+    import hashlib
+    from importlib import resources
+
+    location = str(settings.weights) if settings.weights else os.environ.get("TUMSYN_WEIGHTS")
+    if not location:
+        location = str(resources.files("tumsyn_bids") / "data" / "models" / f"{settings.model}.pt")
+    path = Path(location)
+    if os.pathsep in location or not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def make_jobs(settings: "Settings", plan: "Plan", model_name: str | None, sha256: str) -> tuple[dict[str, list["Job"]], list[str]]:
     """Planned outputs still to do, per participant, and the relative paths already up to date."""
     from tumsyn_bids.anat.session import session_images
     from tumsyn_bids.bids.derivatives import is_up_to_date, mask_relpath
-    from tumsyn_bids.workflows.base import Job
+    from tumsyn_bids.workflows.jobs import Job
 
     jobs: dict[str, list[Job]] = defaultdict(list)
     done: list[str] = []
@@ -216,10 +238,13 @@ def run_participant_level(settings: "Settings", plan: "Plan") -> int:
     console = _console()
     write_dataset_files(out_dir, bids_dir)
 
-    model_name, sha256 = _model_identity(settings)
     remove_stale_temporaries(out_dir, sorted({o.subject for o in plan.outputs}))
     write_plan_records(settings, plan)
-    jobs, done = make_jobs(settings, plan, model_name, sha256)
+    digest = quick_weights_sha256(settings)  # a no-op rerun needs neither torch nor nipype
+    jobs, done = make_jobs(settings, plan, None, digest) if digest else (None, [])
+    if jobs is None or jobs:  # something to run: load (and so check) the weights
+        model_name, sha256 = _model_identity(settings)
+        jobs, done = make_jobs(settings, plan, model_name, sha256)
     for rel in done:
         LOGGER.info("up to date (same prompt, model and weights): %s", rel)
     if not jobs:

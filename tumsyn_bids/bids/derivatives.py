@@ -292,16 +292,19 @@ def mask_sidecar(*, source_relpath: str | Path, method: str, extra: Mapping[str,
     return sidecar
 
 
-def is_up_to_date(image: str | Path, *, prompt: str, model_name: str, weights_sha256: str,
+def is_up_to_date(image: str | Path, *, prompt: str, model_name: str | None, weights_sha256: str,
                   masked_output: bool | None = None) -> bool:
-    """True when ``image`` and its sidecar exist and record the same prompt, model and weights."""
+    """True when ``image`` and its sidecar exist and record the same prompt, model and weights.
+
+    ``model_name`` None compares the weights digest only (it identifies the model too).
+    """
     image = Path(image)
     sidecar = read_json(sidecar_path(image))
     if not image.is_file() or sidecar is None:
         return False
     same = (
         sidecar.get("Prompt") == prompt
-        and sidecar.get("ModelName") == model_name
+        and (model_name is None or sidecar.get("ModelName") == model_name)
         and sidecar.get("ModelWeightsSHA256") == weights_sha256
     )
     if masked_output is not None:

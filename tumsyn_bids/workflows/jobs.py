@@ -1,0 +1,37 @@
+"""What the workflow builders take: planned jobs and run-wide options (no nipype import)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tumsyn_bids.planning import PlannedOutput
+
+
+@dataclass(frozen=True)
+class Job:
+    """One planned output with what the workflow needs beyond the plan."""
+
+    output: "PlannedOutput"
+    real_file: Path | None = None  # acquired image of the target contrast (QC)
+    t1w_file: Path | None = None  # session T1w for mask transfer (non-T1w sources)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Run-wide settings the workflow needs."""
+
+    bids_dir: Path
+    out_dir: Path
+    model: str
+    weights: str | None
+    device: str
+    use_gpu: bool
+    mode: str = "fast"
+    skull_strip: str = "auto"
+    mask_output: bool = False
+    omp_nthreads: int = 1
+    synth_mem_gb: float = 3.0
+    extra: dict[str, Any] = field(default_factory=dict)
