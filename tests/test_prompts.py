@@ -40,9 +40,9 @@ def test_round_trip(prompt):
     assert parse_prompt(text) == prompt
 
 
-def test_one_decimal_and_integer_age():
+def test_one_decimal_and_age_in_completed_years():
     text = Prompt("T2w", (0.83333, 1, 1), 21.5086, "F", 3, "Siemens", 3200, 563.04, None, 120).text()
-    assert "Age: 22;" in text and "Voxel size: (0.8, 1.0, 1.0)" in text and "(3200.0, 563.0, None, 120.0)" in text
+    assert "Age: 21;" in text and "Voxel size: (0.8, 1.0, 1.0)" in text and "(3200.0, 563.0, None, 120.0)" in text
 
 
 def test_parse_rejects_other_text():

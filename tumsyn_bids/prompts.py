@@ -60,7 +60,8 @@ def _num(value: float | None) -> str:
 
 
 def _age(value: int | float | None) -> str:
-    return "None" if value is None else str(int(round(float(value))))
+    # Completed years, as ages are conventionally stated (21.9 years old is "21").
+    return "None" if value is None else str(int(float(value)))
 
 
 def _flip(value: float | str | None) -> str:

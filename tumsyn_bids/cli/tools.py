@@ -40,7 +40,16 @@ def _register() -> None:
         app.command(name)(getattr(module, func_name))
 
 
+# Options that take several space-separated values, fMRIPrep style (``--target T2w FLAIR``).
+_TOOL_MULTI_VALUE = {"--contrasts": None}
+
+
 def main() -> None:
     """Console-script entry point."""
+    import sys
+
+    from tumsyn_bids.cli.options import MULTI_VALUE_OPTIONS, expand_multi_value
+
     _register()
-    app()
+    argv = expand_multi_value(sys.argv[1:], {**MULTI_VALUE_OPTIONS, **_TOOL_MULTI_VALUE})
+    app(args=argv, prog_name="tumsyn")
