@@ -56,8 +56,19 @@ class GatedDWConvFFN(nn.Module):
         self.project_out = nn.Conv3d(hidden, dim, kernel_size=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(a) * b)
+        h = self.dwconv(pointwise_conv(self.project_in, x))
+        a, b = h.chunk(2, dim=1)
+        return pointwise_conv(self.project_out, F.gelu(a) * b)
+
+
+def pointwise_conv(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """A 1x1x1 ``conv`` as a matrix product on the channels-last view (same numbers, channels-last out).
+
+    CPU backends route some 1x1x1 3D convolutions through a slow im2col path; a linear layer over
+    the channel axis is the same operation and keeps the result channels-last for the next conv.
+    """
+    y = F.linear(x.permute(0, 2, 3, 4, 1), conv.weight.flatten(1), conv.bias)
+    return y.permute(0, 4, 1, 2, 3)
 
 
 def text_image_attention(q: torch.Tensor, kv: torch.Tensor, heads: int) -> torch.Tensor:
@@ -70,12 +81,14 @@ def text_image_attention(q: torch.Tensor, kv: torch.Tensor, heads: int) -> torch
     b, c = q.shape
     n = kv[0, 0].numel()
     head_dim = c // heads
-    tokens = kv.reshape(b, n, 2, heads, head_dim).permute(2, 0, 3, 1, 4)  # (2, B, heads, N, hd)
-    k, v = tokens[0], tokens[1]
-    qh = q.reshape(b, heads, 1, head_dim)
-    qh = F.normalize(qh, dim=-1)
-    k = F.normalize(k, dim=-1)
-    attn = torch.softmax(qh @ k.transpose(-2, -1), dim=-1)  # (B, heads, 1, N), no scale
+    tokens = kv.reshape(b, n, 2, heads, head_dim)  # quirk 1: a view of the channel-major buffer
+    k, v = tokens[:, :, 0].transpose(1, 2), tokens[:, :, 1].transpose(1, 2)  # (B, heads, N, hd)
+    qh = F.normalize(q.reshape(b, heads, 1, head_dim), dim=-1)
+    # cos(q, k) = (q_hat . k) / max(|k|, eps), exactly F.normalize's definition, without
+    # materialising the normalised keys (the norms are cheapest in the token-major layout)
+    k_norm = torch.linalg.vector_norm(tokens[:, :, 0], dim=-1).clamp_min(1e-12)  # (B, N, heads)
+    logits = (qh @ k.transpose(-2, -1)) / k_norm.transpose(1, 2).unsqueeze(2)
+    attn = torch.softmax(logits, dim=-1)  # (B, heads, 1, N): quirk 2, no scale
     return (attn @ v).reshape(b, c)
 
 
