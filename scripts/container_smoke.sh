@@ -10,7 +10,8 @@
 # Environment: SMOKE_DIR (default /var/tmp/tumsyn-smoke: debootstrap root, data, outputs),
 # IMAGE (default localhost/tumsyn-bids:smoke), BASE (default localhost/tumsyn-base:bookworm),
 # TORCH_WHEELS (folder holding a CPU torch wheel, default /opt/wheels; mounted into the build),
-# DEMO (BIDS dataset for the participant run, default bids_examples/demo), DEMO_ARGS (its options).
+# DEMO (BIDS dataset for the participant run, default bids_examples/demo; mounted at /data),
+# DEMO_ARGS (its options), HOST_APP (the host's tumsyn-bids for the usage comparison).
 # Nothing is written inside the repository.
 set -euo pipefail
 
@@ -22,6 +23,8 @@ TORCH_WHEELS=${TORCH_WHEELS:-/opt/wheels}
 DEMO=${DEMO:-$REPO/bids_examples/demo}
 DEMO_ARGS=${DEMO_ARGS:---target T2w --voxel 1 1 1}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The host's tumsyn-bids, to compare messages and exit codes with (PATH first, then the repo venv).
+HOST_APP=${HOST_APP:-$(command -v tumsyn-bids || echo "$REPO/.venv/bin/tumsyn-bids")}
 PODMAN=(podman --runtime runc --cgroup-manager cgroupfs)
 LIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
 USER_ID=4242:4242 # an arbitrary non-root UID:GID that exists nowhere in the image
@@ -91,8 +94,8 @@ compare_usage() {
     local label=$1
     shift
     local host_rc=0 ctr_rc=0 host_err ctr_err
-    host_err=$(cd "$SMOKE_DIR" && tumsyn-bids "$@" 2>&1 >/dev/null | tail -n1) || true
-    (cd "$SMOKE_DIR" && tumsyn-bids "$@" >/dev/null 2>&1) || host_rc=$?
+    host_err=$(cd "$SMOKE_DIR" && "$HOST_APP" "$@" 2>&1 >/dev/null | tail -n1) || true
+    (cd "$SMOKE_DIR" && "$HOST_APP" "$@" >/dev/null 2>&1) || host_rc=$?
     ctr_err=$("${PODMAN[@]}" run "${SANDBOX[@]}" -v "$SMOKE_DIR/data:$SMOKE_DIR/data:ro" \
         -w "$SMOKE_DIR" "$IMAGE" "$@" 2>&1 >/dev/null | tail -n1) || true
     "${PODMAN[@]}" run "${SANDBOX[@]}" -v "$SMOKE_DIR/data:$SMOKE_DIR/data:ro" -w "$SMOKE_DIR" \
@@ -119,8 +122,8 @@ smoke_test() {
     local ctr_version host_version
     ctr_version=$("${PODMAN[@]}" run "${SANDBOX[@]}" "$IMAGE" --version)
     echo "container: $ctr_version"
-    if command -v tumsyn-bids >/dev/null; then
-        host_version=$(tumsyn-bids --version)
+    if [[ -x $HOST_APP ]]; then
+        host_version=$("$HOST_APP" --version)
         echo "host:      $host_version"
         [[ $ctr_version == "$host_version" ]] || fail "--version differs from the host's"
     fi
@@ -137,17 +140,19 @@ else:
 
     step "baked in: weights that ship in wheels, TemplateFlow home, thread settings"
     "${PODMAN[@]}" run "${SANDBOX[@]}" --entrypoint /opt/venv/bin/python "$IMAGE" -c '
-import os, pathlib, deepbet, tumsyn_bids
-found = lambda pkg: sorted(p.name for p in pathlib.Path(pkg.__file__).parent.rglob("*") if p.suffix in {".pt", ".pth", ".ckpt"})
-print("deepbet weights:", found(deepbet))
-print("tumsyn_bids weights:", found(tumsyn_bids) or "none bundled yet")
+import os, pathlib, tumsyn_bids
+from deepbet.bet import DATA_PATH  # deepbet ships its TorchScript weights as wheel data files
+deepbet = sorted(p.name for p in pathlib.Path(DATA_PATH, "models").glob("*.pt"))
+print("deepbet weights:", deepbet, "in", DATA_PATH)
+bundled = sorted(p.name for p in pathlib.Path(tumsyn_bids.__file__).parent.joinpath("data").rglob("*.pt"))
+print("tumsyn_bids bundled weights:", bundled or "none yet")
 home = pathlib.Path(os.environ["TEMPLATEFLOW_HOME"])
 print("TEMPLATEFLOW_HOME:", home, len(list(home.glob("tpl-*"))), "templates,", sum(1 for p in home.rglob("*.nii.gz") if p.stat().st_size), "NIfTI files with content")
 print("OMP_NUM_THREADS:", os.environ["OMP_NUM_THREADS"], "HOME mode:", oct(os.stat(os.environ["HOME"]).st_mode & 0o777))
-assert found(deepbet), "deepbet weights missing"'
+assert "model.pt" in deepbet, "deepbet weights missing"'
 
     step "wrong usage: same errors and exit codes inside and outside"
-    if command -v tumsyn-bids >/dev/null; then
+    if [[ -x $HOST_APP ]]; then
         mkdir -p "$SMOKE_DIR/data/not_bids"
         compare_usage "missing analysis level" "$SMOKE_DIR/data/not_bids" "$SMOKE_DIR/out"
         compare_usage "bad analysis level" "$SMOKE_DIR/data/not_bids" "$SMOKE_DIR/out" sideways
