@@ -31,6 +31,12 @@ def _log_tail(path: Path, n: int, key: str = "loss") -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _text_dim_of(text) -> int:
+    from tumsyn_bids.training.stage1 import _text_dim
+
+    return _text_dim(text)
+
+
 def build_pool(cfg: TrainConfig, rng):
     """The training pool the config asks for: simulated subjects or real BIDS pairs."""
     from tumsyn_bids.training.pool import FixedPool, SubjectPool
@@ -85,6 +91,19 @@ def run_training(cfg: TrainConfig, out_dir: Path, *, stages: tuple[int, ...] = (
     elif stage1_path.exists():
         state = load_checkpoint(stage1_path)["model"]
         text.load_state_dict({k[len("text."):]: v for k, v in state.items() if k.startswith("text.")})
+        previous = out_dir / "training.json"
+        if previous.exists() and "stage1" in json.loads(previous.read_text()):
+            record["stage1"] = json.loads(previous.read_text())["stage1"]
+        else:
+            from tumsyn_bids.training.stage1 import ImageTower
+
+            tower = ImageTower(_text_dim_of(text))
+            tower.load_state_dict({k[len("image."):]: v for k, v in state.items() if k.startswith("image.")})
+            eval_subjects = source.held_out_subjects(rng_seed=cfg.seed + 1) if source is not None else pool.subjects
+            record["stage1"] = {"steps": load_checkpoint(stage1_path)["step"],
+                                "final_loss": _log_tail(out_dir / "stage1_loss.jsonl", 10),
+                                "final_acc": _log_tail(out_dir / "stage1_loss.jsonl", 10, "acc"),
+                                "zero_shot": zero_shot_accuracy(text, tower, eval_subjects, cfg)}
     text.eval().requires_grad_(False)
     if 2 in stages:
         s2 = train_stage2(cfg, pool, net, text, out_dir, rng=rng, resume=resume, progress=progress)
