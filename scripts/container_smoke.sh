@@ -29,7 +29,7 @@ PODMAN=(podman --runtime runc --cgroup-manager cgroupfs)
 LIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
 USER_ID=4242:4242 # an arbitrary non-root UID:GID that exists nowhere in the image
 # The run-time sandbox every smoke run uses: no network, read-only root, tmpfs /tmp, non-root user.
-SANDBOX=(--rm --network none --read-only --tmpfs /tmp:rw,exec,size=2g --user "$USER_ID" "${LIMITS[@]}")
+SANDBOX=(--rm --network none --read-only --tmpfs "/tmp:rw,exec,size=2g" --user "$USER_ID" "${LIMITS[@]}")
 
 step() { printf '\n== %s\n' "$*"; }
 fail() { printf 'SMOKE FAIL: %s\n' "$*" >&2; exit 1; }

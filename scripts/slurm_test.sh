@@ -113,8 +113,7 @@ start_slurm() {
     write_conf
     slurmctld -f "$SLURM_CONF" -i || fail "slurmctld did not start"
     slurmd -f "$SLURM_CONF" || fail "slurmd did not start"
-    local i
-    for i in $(seq 60); do
+    for _ in $(seq 60); do
         if sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed)'; then
             sinfo
             return
@@ -128,6 +127,7 @@ check_sbatch() {
     step "plain sbatch job"
     local out=$SLURM_DIR/hello.out job
     rm -f "$out"
+    # shellcheck disable=SC2016 # expanded by the job's shell, not here
     job=$(sbatch --parsable -o "$out" --wrap 'echo "hello from job $SLURM_JOB_ID on $(hostname)"')
     for _ in $(seq 60); do
         if [[ -s $out ]] && [[ -z $(squeue -h -j "$job" 2>/dev/null) ]]; then
