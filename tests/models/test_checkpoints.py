@@ -29,13 +29,17 @@ def _run(bundle, seed: int = 0) -> torch.Tensor:
         return bundle.net(x, bundle.encode_prompt(PROMPT), coords)
 
 
-def test_native_round_trip_and_prompt_cache(tmp_path, monkeypatch):
+def test_native_round_trip_and_prompt_cache(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv(ENV_WEIGHTS, raising=False)
     src = make_random_bundle("tumsyn-small", seed=3)
+    again = make_random_bundle("tumsyn-small", seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(src.net.state_dict().values(), again.net.state_dict().values()))
     path = tmp_path / "small.pt"
     digest = save_native(path, src.spec, src.text_encoder, src.net)
     assert digest == sha256_file(path) and not list(tmp_path.glob(".*tmp"))  # atomic write left nothing
-    loaded = load_model("tumsyn-small", weights=path)
+    with caplog.at_level("INFO", logger="tumsyn_bids.models.loading"):
+        loaded = load_model("tumsyn-small", weights=path)
+    assert f"model tumsyn-small: weights {path}" in caplog.text and digest in caplog.text
     assert loaded.sha256 == digest and loaded.path == str(path) and loaded.axis_order == "xyz"
     assert loaded.spec["synthesis"]["name"] == "lccd" and not loaded.net.training
     torch.testing.assert_close(_run(loaded), _run(src))

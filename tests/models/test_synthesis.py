@@ -100,3 +100,19 @@ def test_decoder_appends_raw_coordinates():
     grid = coords.flip(-1).view(1, 1, 1, 1, 3)
     manual = F.grid_sample(feat, grid, align_corners=False, padding_mode="zeros").view(1, 4)
     torch.testing.assert_close(net.decode(feat, coords)[0], lin(torch.cat([manual, coords[0]], -1)))
+
+
+def test_memory_format_and_bf16_do_not_change_results():
+    torch.manual_seed(2)
+    net = SynthesisNet.from_config(SMALL.synthesis).eval()
+    x = torch.rand(1, 1, 10, 12, 9)
+    text = torch.randn(1, SMALL.synthesis.text_dim)
+    coords = torch.rand(1, 40, 3) * 2 - 1
+    with torch.no_grad():
+        fast = net(x, text, coords)  # channels-last weights (the default)
+        net.to(memory_format=torch.contiguous_format)
+        plain = net(x, text, coords)
+        torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = net(x, text, coords).float()
+    assert (half - plain).abs().max() < 0.05 * plain.abs().max() + 0.05

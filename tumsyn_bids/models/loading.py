@@ -244,7 +244,9 @@ def build_networks(config: str | ModelConfig = "tumsyn-small") -> tuple[TextEnco
     return make(spec["text_encoder"]), make(spec["synthesis"]), spec
 
 
-def make_random_bundle(config: str = "tumsyn-small", seed: int = 0, device: str | torch.device = "cpu") -> ModelBundle:
+def make_random_bundle(
+    config: str | ModelConfig = "tumsyn-small", seed: int = 0, device: str | torch.device = "cpu"
+) -> ModelBundle:
     """A random-weight bundle (eval mode) for wiring tests; sha256 is a fixed 'random-<seed>' tag."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
