@@ -22,7 +22,7 @@ def test_logit_scale_starts_at_1_over_007_and_is_clamped():
     from tumsyn_bids.models.loading import make_random_bundle
 
     model = ClipPair(make_random_bundle().text_encoder, 32)
-    assert math.isclose(float(model.logit_scale), LOGIT_INIT, rel_tol=1e-6)
+    assert math.isclose(float(model.logit_scale.detach()), LOGIT_INIT, rel_tol=1e-6)
     with torch.no_grad():
         model.logit_scale.fill_(10.0)
     from tumsyn_bids.models.tokenizer import tokenize
