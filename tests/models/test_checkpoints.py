@@ -107,6 +107,15 @@ def test_published_layout_loads_strictly_as_official(tmp_path, monkeypatch):
             torch.testing.assert_close(bundle.net(x, tokens_feat, coords), net(x, tokens_feat, coords))
     with pytest.raises(DataError, match="give its stage-1 file too"):
         load_model("tumsyn-official", weights=synth_path)
+    # one native file converted from the pair behaves the same and keeps the zyx convention
+    native = tmp_path / "official-native.pt"
+    digest = loading.convert_official(synth_path.parent, native)
+    converted = load_model("tumsyn-official", weights=native)
+    assert converted.sha256 == digest and converted.axis_order == "zyx" and converted.spec["inference"]["window"] == 60
+    assert converted.spec["training"]["converted_from_sha256"] == bundle.sha256
+    with torch.no_grad():
+        torch.testing.assert_close(converted.net(x, tokens_feat, coords), net(x, tokens_feat, coords))
+        torch.testing.assert_close(converted.encode_prompt(PROMPT), tokens_feat)
 
 
 def test_wrong_architecture_lists_keys(tmp_path):

@@ -44,6 +44,11 @@ def test_lists_models_locations_and_sha256(tmp_path, monkeypatch):
     assert "ok: tumsyn-small" in result.output and "absent" in result.output
 
 
+def test_convert_official_needs_weights(tmp_path):
+    result = CliRunner().invoke(_app(), ["--convert-official", str(tmp_path / "x.pt")])
+    assert result.exit_code == 64 and "needs --weights" in result.output
+
+
 def test_verified_download_from_file_url(tmp_path):
     src = tmp_path / "published.pth"
     src.write_bytes(b"weights" * 1000)

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tumsyn_bids.errors import DataError, OutputError, TumsynError
+from tumsyn_bids.errors import DataError, OutputError, TumsynError, UsageError
 
 ZENODO_RECORD = "13119176"
 ZENODO_API = f"https://zenodo.org/api/records/{ZENODO_RECORD}"
@@ -105,6 +105,10 @@ def weights(
         Path | None,
         typer.Option("--fetch-official", help="Download the published TUMSyn weights (needs network) into DIR."),
     ] = None,
+    convert_official_out: Annotated[
+        Path | None,
+        typer.Option("--convert-official", help="Write the published pair given by --weights as one native file OUT."),
+    ] = None,
     check: Annotated[bool, typer.Option("--check", help="Load each model that has weights and report it.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the listing as JSON.")] = False,
 ) -> None:
@@ -119,6 +123,15 @@ def weights(
             except OSError as exc:
                 raise OutputError(f"download failed: {exc}", path=fetch_official_dir) from None
             typer.echo(f"use: --model tumsyn-official --weights {fetch_official_dir}")
+            return
+        if convert_official_out is not None:
+            if not weights_path:
+                raise UsageError("--convert-official needs --weights FOLDER (or SYNTH.pth:STAGE1.pth)")
+            from tumsyn_bids.models.loading import convert_official
+
+            digest = convert_official(weights_path, convert_official_out)
+            typer.echo(f"{convert_official_out}  sha256 {digest}")
+            typer.echo(f"use: --model tumsyn-official --weights {convert_official_out}")
             return
         rows = describe_locations(weights_path)
         if check:

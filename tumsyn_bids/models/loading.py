@@ -227,6 +227,25 @@ def infer_synthesis_args(sd: dict[str, torch.Tensor], where: str = "checkpoint")
     }
 
 
+def convert_official(weights: WeightsArg, out: str | Path) -> str:
+    """Write the published pair (folder or PATH1:PATH2) as one native ``tumsyn-official`` file; returns its sha256.
+
+    The native file holds only the text tower of the stage-1 checkpoint, so it is ~7x smaller and
+    loads without reading the image tower.
+    """
+    from tumsyn_bids.models.checkpoint import save_native
+
+    paths = split_location(as_location(weights))
+    if len(paths) == 1 and paths[0].is_dir():
+        paths = sorted(p for p in paths[0].iterdir() if p.suffix in (".pt", ".pth") and p.is_file())
+    if len(paths) != 2:
+        raise DataError("expected the two published files (a folder holding them or PATH1:PATH2)", path=as_location(weights))
+    bundle = load_official_pair(*paths)
+    spec = dict(bundle.spec)
+    spec["training"] = dict(spec["training"], converted_from_sha256=bundle.sha256)
+    return save_native(out, spec, bundle.text_encoder, bundle.net)
+
+
 def build_networks(config: str | ModelConfig = "tumsyn-small") -> tuple[TextEncoder, SynthesisNet, dict[str, Any]]:
     """Randomly initialised networks of a named configuration and their spec."""
     cfg = get_config(config) if isinstance(config, str) else config
