@@ -16,21 +16,22 @@ def _read(path: str | Path):
 
 def rigid_resample(fixed: str | Path, moving: str | Path, *, images: tuple[str | Path, ...] = (),
                    interpolators: tuple[str, ...] = (), type_of_transform: str = "Rigid",
-                   ) -> list[np.ndarray]:
+                   reference: str | Path | None = None) -> list[np.ndarray]:
     """Register ``moving`` to ``fixed``; return ``images`` (on moving's grid) resampled to ``fixed``.
 
-    With no ``images`` the registered ``moving`` itself is returned. Arrays are in ``fixed``'s
-    voxel order.
+    With no ``images`` the registered ``moving`` itself is returned. ``reference`` (same world
+    space as ``fixed``, any grid) is the grid to resample onto instead of ``fixed``'s.
     """
     import ants
 
     fixed_img, moving_img = _read(fixed), _read(moving)
+    target = _read(reference) if reference is not None else fixed_img
     reg = ants.registration(fixed=fixed_img, moving=moving_img, type_of_transform=type_of_transform)
     todo = images or (moving,)
     interps = interpolators or tuple("linear" for _ in todo)
     out = []
     for image, interp in zip(todo, interps):
-        moved = ants.apply_transforms(fixed=fixed_img, moving=_read(image), transformlist=reg["fwdtransforms"],
+        moved = ants.apply_transforms(fixed=target, moving=_read(image), transformlist=reg["fwdtransforms"],
                                       interpolator=interp)
         out.append(moved.numpy())
     return out

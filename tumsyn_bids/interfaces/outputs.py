@@ -17,6 +17,7 @@ class _CompareRealInputSpec(BaseInterfaceInputSpec):
     synth_file = File(exists=True, mandatory=True, desc="synthetic image (RAS+)")
     real_file = File(exists=True, mandatory=True, desc="acquired image of the target contrast")
     mask_file = File(exists=True, mandatory=True, desc="brain mask on the source grid")
+    source_file = File(exists=True, mandatory=True, desc="conformed source image (registration target)")
     num_threads = traits.Int(1, usedefault=True, desc="antspyx threads")
 
 
@@ -37,7 +38,7 @@ class CompareReal(SimpleInterface):
         os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(self.inputs.num_threads)
         out = os.path.join(runtime.cwd, "real_on_synth.nii.gz")
         self._results["qc"] = compare_real(self.inputs.synth_file, self.inputs.real_file,
-                                           self.inputs.mask_file, out)
+                                           self.inputs.mask_file, self.inputs.source_file, out)
         self._results["real_registered"] = out
         return runtime
 

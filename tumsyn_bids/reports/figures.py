@@ -72,12 +72,14 @@ def plot_panels(panels: Sequence[Panel], out_png: str | Path, *, centre: str | P
     for row, panel in enumerate(panels):
         img = _canonical(panel.image)
         data = np.asarray(img.dataobj, dtype=np.float32)
-        positive = data[data > 0]
-        vmax = float(np.percentile(positive, 99.5)) if positive.size else 1.0
+        values = data[data != 0]  # background is exactly zero after masking
+        vmin, vmax = (np.percentile(values, [0.5, 99.5]) if values.size else (0.0, 1.0))
+        if vmax <= vmin:
+            vmax = vmin + 1.0
         mask_slices = _slices(_canonical(panel.mask), world) if panel.mask is not None else None
         for col, (plane, (sl, aspect)) in enumerate(zip(PLANES, _slices(img, world))):
             ax = axes[row][col]
-            ax.imshow(sl, cmap="gray", origin="lower", vmin=0, vmax=vmax, aspect=aspect,
+            ax.imshow(sl, cmap="gray", origin="lower", vmin=float(vmin), vmax=float(vmax), aspect=aspect,
                       interpolation="nearest")
             if mask_slices is not None:
                 msl, _ = mask_slices[col]

@@ -76,7 +76,8 @@ def init_participant_wf(subject: str, jobs: list[Job], opts: RunOptions) -> pe.W
             (synth_wf, outputs_wf, [("outputnode.synth_file", "inputnode.synth_file"),
                                     ("outputnode.info", "inputnode.info")]),
             (anat_wf, outputs_wf, [("outputnode.mask", "inputnode.mask"),
-                                   ("outputnode.mask_info", "inputnode.mask_info")]),
+                                   ("outputnode.mask_info", "inputnode.mask_info"),
+                                   ("outputnode.conformed", "inputnode.conformed")]),
         ])  # fmt:skip
     return workflow
 

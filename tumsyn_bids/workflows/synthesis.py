@@ -41,10 +41,10 @@ def init_outputs_wf(*, out_dir: str | Path, bids_dir: str | Path, source_file: s
                     name: str = "outputs_wf") -> pe.Workflow:
     """Write the derivatives of one output; with ``real_file``, register it and add QC numbers.
 
-    Inputs: ``synth_file``, ``info`` (synthesis), ``mask``, ``mask_info``.
+    Inputs: ``synth_file``, ``info`` (synthesis), ``mask``, ``mask_info``, ``conformed`` (source).
     """
     workflow = pe.Workflow(name=name)
-    inputnode = pe.Node(niu.IdentityInterface(fields=["synth_file", "info", "mask", "mask_info"]),
+    inputnode = pe.Node(niu.IdentityInterface(fields=["synth_file", "info", "mask", "mask_info", "conformed"]),
                         name="inputnode")
     write = pe.Node(
         WriteDerivatives(out_dir=str(out_dir), bids_dir=str(bids_dir), source_file=str(source_file),
@@ -60,7 +60,8 @@ def init_outputs_wf(*, out_dir: str | Path, bids_dir: str | Path, source_file: s
         compare = pe.Node(CompareReal(real_file=str(real_file), num_threads=omp_nthreads),
                           name="compare_real", n_procs=omp_nthreads, mem_gb=1.0)
         workflow.connect([
-            (inputnode, compare, [("synth_file", "synth_file"), ("mask", "mask_file")]),
+            (inputnode, compare, [("synth_file", "synth_file"), ("mask", "mask_file"),
+                                  ("conformed", "source_file")]),
             (compare, write, [("qc", "qc"), ("real_registered", "real_registered")]),
         ])  # fmt:skip
     return workflow
