@@ -29,6 +29,7 @@ import numpy as np
 from tumsyn_bids.errors import DataError, TumsynError, UsageError
 from tumsyn_bids.inference.geometry import output_grid
 from tumsyn_bids.inference.normalize import normalize_intensity
+from tumsyn_bids.inference.sampling import interpolation_matrix, separable_sample
 from tumsyn_bids.inference.tiling import WindowPlan, plan_windows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -294,6 +295,7 @@ class _Runner:
         self.net, self.text_feat, self.device, self.dtype = net, text_feat, device, dtype
         self.channels_last = channels_last
         self.share_empty = share_empty
+        self.separable: bool | None = None  # decided on the first window (see _separable_matches)
         self.batch, self.query_chunk, self.memory_budget = batch, query_chunk, memory_budget
         self.windows = 0
         self.encoded = 0
@@ -372,6 +374,15 @@ class _Runner:
         return (out / wsum).cpu().numpy()
 
     def _decode(self, feat, win) -> "torch.Tensor":
+        """Predictions on the window's output sub-grid, decoded in chunks of about ``self.chunk`` queries."""
+        if self.separable is None:
+            self.separable = self._separable_matches(feat, win)
+        if self.separable:
+            return self._decode_separable(feat, win)
+        return self._decode_generic(feat, win)
+
+    def _decode_generic(self, feat, win) -> "torch.Tensor":
+        """Any network: ``net.decode(feat, coords)`` on flat chunks of the window's queries."""
         import torch
 
         dev = self.device
@@ -383,3 +394,51 @@ class _Runner:
                 q1 = min(q0 + self.chunk, coords.shape[0])
                 pred[q0:q1] = self.net.decode(feat, coords[None, q0:q1]).reshape(-1).float()
         return pred.reshape(win.out_shape)
+
+    def _separable_parts(self, feat, win):
+        import torch
+
+        dev = self.device
+        mats = [torch.as_tensor(interpolation_matrix(a.coords, n), dtype=torch.float32, device=dev)
+                for a, n in zip(win.axes, feat.shape[2:])]
+        axes = [torch.as_tensor(a.coords, dtype=torch.float32, device=dev) for a in win.axes]
+        return mats, axes
+
+    def _decode_separable(self, feat, win) -> "torch.Tensor":
+        """The published decoder (``imnet`` on [trilinear sample, coords]) with separable sampling,
+        in slabs along the first axis of about ``self.chunk`` queries each."""
+        import torch
+
+        mats, axes = self._separable_parts(feat, win)
+        m0, m1, m2 = win.out_shape
+        rows = max(1, self.chunk // max(1, m1 * m2))
+        feat32 = feat.float()
+        pred = torch.empty((m0, m1 * m2), dtype=torch.float32, device=self.device)
+        for i0 in range(0, m0, rows):
+            i1 = min(i0 + rows, m0)
+            samples = separable_sample(feat32, [mats[0][i0:i1], mats[1], mats[2]])
+            coords = torch.stack(torch.meshgrid(axes[0][i0:i1], axes[1], axes[2], indexing="ij"), -1).reshape(-1, 3)
+            with self._autocast():
+                out = self.net.imnet(torch.cat([samples, coords], dim=-1)[None])
+            pred[i0:i1] = out.reshape(i1 - i0, m1 * m2).float()
+        return pred.reshape(win.out_shape)
+
+    def _separable_matches(self, feat, win) -> bool:
+        """Use separable sampling only if the network decodes as ``imnet([sample, coords])``:
+        checked once against ``net.decode`` in float32 on up to 512 queries of the first window."""
+        import torch
+
+        if not callable(getattr(self.net, "imnet", None)):
+            return False
+        mats, axes = self._separable_parts(feat, win)
+        feat32 = feat[:1].float()
+        samples = separable_sample(feat32, [mats[0][:1], mats[1], mats[2]])[:512]
+        coords = torch.stack(torch.meshgrid(axes[0][:1], axes[1], axes[2], indexing="ij"), -1).reshape(-1, 3)[:512]
+        try:
+            mine = self.net.imnet(torch.cat([samples, coords], dim=-1)[None]).float()
+        except (RuntimeError, TypeError, ValueError):
+            return False
+        ref = self.net.decode(feat32, coords[None]).float()
+        ok = mine.shape == ref.shape and bool(torch.allclose(mine, ref, rtol=1e-4, atol=1e-4 * (1 + float(ref.abs().max()))))
+        log.debug("separable sampling %s", "enabled" if ok else "disabled: network decodes differently")
+        return ok
