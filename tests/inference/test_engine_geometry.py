@@ -49,7 +49,7 @@ def test_super_resolution_samples_the_right_places(mode):
         shifts.append(np.abs(map_coordinates(norm, moved, order=1, mode="nearest") - truth))
     wrong_max = min(s.max() for s in shifts)
     wrong_mean = min(s.mean() for s in shifts)
-    # uniform averaging keeps half of a window-edge clamp error; Gaussian blending almost none
+    # uniform averaging keeps half of a window-edge clamp error; the fast partition almost none
     assert err.max() < {"faithful": 0.3, "fast": 0.05}[mode] * wrong_max
     assert err.mean() < 0.1 * wrong_mean
     assert not np.isnan(res.data).any()

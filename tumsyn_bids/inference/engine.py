@@ -15,6 +15,12 @@ Modes:
 * ``fast``: stride about 3/4 W with evenly spread windows; each window decodes only the output
   voxels nearest its centre plus a narrow band blended with a cosine ramp (a partition of unity,
   :mod:`.tiling`), several windows per batch on CUDA, bf16/fp16 autocast where supported.
+
+Exact accelerations used in both modes: channels-last convolutions; all-zero windows share one
+encoding; for the published decoder (``imnet`` over [trilinear sample, coordinates]) the
+trilinear sampling of the window's separable query grid is done with three small matrix
+products (:mod:`.sampling`) instead of ``grid_sample``, after a run-time check against
+``net.decode`` on the first window (any other network is decoded through ``net.decode``).
 """
 
 from __future__ import annotations
@@ -210,9 +216,9 @@ def synthesize(
     if hasattr(model, "to"):
         model.to(dev)  # both networks and the cached prompt features
     net = model.net.to(dev).eval()
-    channels_last = True
     # channels-last: oneDNN / cuDNN convolutions skip layout reorders (same results to float rounding)
-    net.to(memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
+    channels_last = True
+    net.to(memory_format=torch.channels_last_3d)
     with torch.inference_mode():
         text_feat = model.encode_prompt(text).to(dev, torch.float32)
 
