@@ -118,6 +118,24 @@ def quick_weights_sha256(settings: "Settings") -> str | None:
     return digest.hexdigest()
 
 
+def template_spaces(settings: "Settings") -> tuple[str, ...]:
+    """The requested standard spaces (``T1w`` = native, always written)."""
+    return tuple(s for s in (getattr(settings, "output_spaces", ()) or ()) if not s.startswith("T1w"))
+
+
+def template_relpaths(settings: "Settings", output: "PlannedOutput") -> list[Path]:
+    """Template-space copies of ``output`` that the run must write."""
+    from tumsyn_bids.bids.derivatives import synthetic_relpath
+
+    rel_source = _relative(output.source_path, settings.bids_dir)
+    out = []
+    for space in template_spaces(settings):
+        name, _, spec = space.partition(":")
+        res = spec[len("res-"):] if spec.startswith("res-") else None
+        out.append(synthetic_relpath(rel_source, output.target, space=name, res=res))
+    return out
+
+
 def make_jobs(settings: "Settings", plan: "Plan", model_name: str | None, sha256: str) -> tuple[dict[str, list["Job"]], list[str]]:
     """Planned outputs still to do, per participant, and the relative paths already up to date."""
     from tumsyn_bids.anat.session import session_images
@@ -130,7 +148,8 @@ def make_jobs(settings: "Settings", plan: "Plan", model_name: str | None, sha256
     for output in plan.outputs:
         rel = output_relpath(settings, output)
         mask = out_dir / mask_relpath(_relative(output.source_path, settings.bids_dir))
-        if mask.is_file() and is_up_to_date(out_dir / rel, prompt=output.prompt.text(), model_name=model_name,
+        templates_done = all((out_dir / p).is_file() for p in template_relpaths(settings, output))
+        if templates_done and mask.is_file() and is_up_to_date(out_dir / rel, prompt=output.prompt.text(), model_name=model_name,
                                             weights_sha256=sha256, masked_output=settings.mask_output):
             done.append(rel.as_posix())
             continue
@@ -293,7 +312,7 @@ def _run_workflow(settings: "Settings", jobs: dict[str, list["Job"]], use_gpu: b
         bids_dir=Path(settings.bids_dir), out_dir=Path(settings.output_dir), model=settings.model,
         weights=str(settings.weights) if settings.weights else None, device=settings.device, use_gpu=use_gpu,
         mode=settings.inference_mode, skull_strip=settings.skull_strip, mask_output=settings.mask_output,
-        omp_nthreads=omp,
+        omp_nthreads=omp, template_spaces=template_spaces(settings),
     )
     workflow = init_tumsyn_wf(jobs, opts, base_dir=Path(settings.work_dir), crash_dirs=crash_dirs)
     if settings.stop_on_first_crash:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -83,3 +86,33 @@ def test_template_fallback_without_t1w(head, tmp_path, monkeypatch):
     assert result.method == bm.TEMPLATE and "nilearn" in result.detail
     mask = np.asarray(nib.load(str(tmp_path / "m.nii.gz")).dataobj) > 0
     assert dice(mask, truth) > 0.75
+
+
+def test_template_space_copy_and_transform(head, tmp_path, monkeypatch):
+    from tumsyn_bids.anat.outputs import write_template_copy
+    from tumsyn_bids.anat.template import template_image, to_template
+
+    paths, truth = head
+    monkeypatch.delenv("TEMPLATEFLOW_HOME", raising=False)
+    monkeypatch.setenv("TUMSYN_CACHE", str(tmp_path / "cache"))
+    mask = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(truth.astype(np.uint8), nib.load(str(paths["T1w"])).affine), str(mask))
+    # carry the true brain mask along: it must land on the template's brain
+    info = to_template(paths["T1w"], mask, mask, tmp_path / "mni.nii.gz", tmp_path / "x.h5", res=4)
+    assert "nilearn" in info["TemplateSource"] and "4x4x4" in info["Resolution"]
+    moved = nib.load(str(tmp_path / "mni.nii.gz"))
+    assert np.allclose(moved.header.get_zooms()[:3], 4.0) and nib.aff2axcodes(moved.affine) == ("R", "A", "S")
+    assert moved.header.get_sform(coded=True)[1] == 4  # standard space
+    from nilearn.image import resample_to_img
+
+    tpl_mask = resample_to_img(str(template_image(4)[1]), moved, interpolation="nearest",
+                               force_resample=True, copy_header=True).get_fdata() > 0
+    assert dice(np.asarray(moved.dataobj) > 0.5, tpl_mask) > 0.8
+    bids = paths["T1w"].parent
+    written = write_template_copy(out_dir=tmp_path / "out", bids_dir=bids, source_file=paths["T1w"], target="T2w",
+                                  space="MNI152NLin2009cAsym:res-4", image=tmp_path / "mni.nii.gz",
+                                  xfm=tmp_path / "x.h5", info=info, synth_sidecar={"Prompt": "p", "QC": {}})
+    assert Path(written["image"]).name == "sub-01_space-MNI152NLin2009cAsym_res-4_desc-tumsyn_T2w.nii.gz"
+    assert Path(written["xfm"]).name == "sub-01_from-T1w_to-MNI152NLin2009cAsym_mode-image_xfm.h5"
+    sidecar = json.loads(Path(written["sidecar"]).read_text())
+    assert sidecar["Resolution"] == info["Resolution"] and sidecar["Prompt"] == "p" and "QC" not in sidecar

@@ -81,3 +81,20 @@ def test_a_crash_lands_in_the_participants_log_and_spares_the_other(tmp_path):
     assert len(files) == 1 and "no finite values" in files[0].read_text()
     done = list((tmp_path / "work").glob(f"{wf.name}/sub_01_wf/*/conform/conformed.nii.gz"))
     assert len(done) == 1
+
+
+def test_template_space_branch_is_wired_only_when_asked(tmp_path):
+    from dataclasses import replace
+
+    src = tmp_path / "bids/sub-01/anat/sub-01_T1w.nii.gz"
+    src.parent.mkdir(parents=True)
+    src.write_bytes(b"")
+    jobs = {"01": [Job(_output(src, "01"))]}
+    plain = init_tumsyn_wf(jobs, _opts(tmp_path), base_dir=tmp_path / "w1")
+    assert not [n for n in plain.list_node_names() if ".to_" in n]
+    opts = replace(_opts(tmp_path), template_spaces=("MNI152NLin2009cAsym:res-2",))
+    wf = init_tumsyn_wf(jobs, opts, base_dir=tmp_path / "w2")
+    node = wf.get_node("sub_01_wf.ds_sub_01_T1w_T2w_wf.to_MNI152NLin2009cAsymres2")
+    assert node.inputs.res == 2
+    writer = wf.get_node("sub_01_wf.ds_sub_01_T1w_T2w_wf.ds_MNI152NLin2009cAsymres2")
+    assert writer.inputs.space == "MNI152NLin2009cAsym:res-2"

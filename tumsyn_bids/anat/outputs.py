@@ -128,6 +128,34 @@ def _figures(out_dir: Path, rel_source: str, target: str, source_file: str | Pat
     return out
 
 
+def write_template_copy(*, out_dir: str | Path, bids_dir: str | Path, source_file: str | Path, target: str,
+                        space: str, image: str | Path, xfm: str | Path, info: dict[str, Any],
+                        synth_sidecar: dict[str, Any] | None = None) -> dict[str, str]:
+    """Copy a template-space synthetic image + sidecar and the source-to-template transform."""
+    out_dir = Path(out_dir)
+    rel_source = _relative_to(source_file, bids_dir)
+    name, _, spec = space.partition(":")
+    res = spec[len("res-"):] if spec.startswith("res-") else None
+    rel = bd.synthetic_relpath(rel_source, target, space=name, res=res)
+    xfm_rel = bd.xfm_relpath(rel_source, name)
+    bd.atomic_write(out_dir / xfm_rel, lambda tmp: tmp.write_bytes(Path(xfm).read_bytes()))
+    img = nib.load(str(image))
+    out = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine, img.header)
+    out.set_data_dtype(np.float32)
+    image_path = bd.atomic_save_nifti(out, out_dir / rel)
+    sidecar = {key: value for key, value in (synth_sidecar or {}).items() if key not in {"QC", "Sources"}}
+    sidecar.update({
+        "SkullStripped": True,
+        "Sources": [bd.local_uri(bd.synthetic_relpath(rel_source, target)), bd.local_uri(xfm_rel)],
+        "TemplateSource": info.get("TemplateSource"),
+        "TemplateRegistration": info.get("Registration"),
+    })
+    if res:
+        sidecar["Resolution"] = info.get("Resolution")
+    sidecar_file = bd.atomic_write_json(bd.sidecar_path(image_path), sidecar)
+    return {"image": str(image_path), "sidecar": str(sidecar_file), "xfm": str(out_dir / xfm_rel)}
+
+
 def dumps(value: Any) -> str:
     """JSON text for passing dicts through nipype string traits."""
     return json.dumps(value, default=str, sort_keys=True)

@@ -84,3 +84,71 @@ class WriteDerivatives(SimpleInterface):
             real_registered=inputs.real_registered or None,
         )
         return runtime
+
+
+class _ToTemplateInputSpec(BaseInterfaceInputSpec):
+    source_file = File(exists=True, mandatory=True, desc="conformed source image")
+    mask_file = File(exists=True, mandatory=True, desc="its brain mask")
+    synth_file = File(exists=True, mandatory=True, desc="synthetic image (RAS+)")
+    res = traits.Int(0, usedefault=True, desc="template resolution in mm (0 = template's own)")
+    num_threads = traits.Int(1, usedefault=True, desc="antspyx threads")
+
+
+class _ToTemplateOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="synthetic image in template space")
+    xfm = File(exists=True, desc="source-to-template composite transform (.h5)")
+    info = traits.Dict(desc="template provenance")
+
+
+class ToTemplate(SimpleInterface):
+    """Register the masked source to MNI152NLin2009cAsym and carry the synthetic image along."""
+
+    input_spec = _ToTemplateInputSpec
+    output_spec = _ToTemplateOutputSpec
+
+    def _run_interface(self, runtime):
+        from tumsyn_bids.anat.template import to_template
+
+        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(self.inputs.num_threads)
+        out = os.path.join(runtime.cwd, "synth_template.nii.gz")
+        xfm = os.path.join(runtime.cwd, "source_to_template.h5")
+        self._results["info"] = to_template(self.inputs.source_file, self.inputs.mask_file, self.inputs.synth_file,
+                                            out, xfm, res=self.inputs.res or None)
+        self._results["out_file"] = out
+        self._results["xfm"] = xfm
+        return runtime
+
+
+class _WriteTemplateInputSpec(BaseInterfaceInputSpec):
+    out_dir = traits.Str(mandatory=True, desc="derivatives root")
+    bids_dir = traits.Str(mandatory=True, desc="raw dataset root")
+    source_file = File(exists=True, mandatory=True, desc="raw source image")
+    target = traits.Str(mandatory=True, desc="target contrast name")
+    space = traits.Str(mandatory=True, desc="e.g. MNI152NLin2009cAsym:res-2")
+    in_file = File(exists=True, mandatory=True, desc="template-space synthetic image")
+    xfm = File(exists=True, mandatory=True, desc="transform")
+    info = traits.Dict(desc="template provenance")
+    written = traits.Dict(desc="native outputs (its sidecar is copied)")
+
+
+class WriteTemplate(SimpleInterface):
+    """Write the template-space copy, its sidecar and the transform into out_dir."""
+
+    input_spec = _WriteTemplateInputSpec
+    output_spec = _WriteDerivativesOutputSpec
+    _always_run = True
+
+    def _run_interface(self, runtime):
+        import json
+
+        from tumsyn_bids.anat.outputs import write_template_copy
+
+        sidecar = None
+        if self.inputs.written and self.inputs.written.get("sidecar"):
+            with open(self.inputs.written["sidecar"], encoding="utf-8") as handle:
+                sidecar = json.load(handle)
+        self._results["written"] = write_template_copy(
+            out_dir=self.inputs.out_dir, bids_dir=self.inputs.bids_dir, source_file=self.inputs.source_file,
+            target=self.inputs.target, space=self.inputs.space, image=self.inputs.in_file, xfm=self.inputs.xfm,
+            info=self.inputs.info or {}, synth_sidecar=sidecar)
+        return runtime

@@ -68,7 +68,7 @@ def init_participant_wf(subject: str, jobs: list[Job], opts: RunOptions) -> pe.W
             out_dir=opts.out_dir, bids_dir=opts.bids_dir, source_file=source, target=out.target,
             prompt=out.prompt.text(), source_metadata=dict(out.source_metadata),
             conditioning=conditioning(out), mask_output=opts.mask_output, real_file=job.real_file,
-            omp_nthreads=opts.omp_nthreads, name=f"ds_{key}_wf",
+            omp_nthreads=opts.omp_nthreads, template_spaces=opts.template_spaces, name=f"ds_{key}_wf",
         )
         workflow.connect([
             (anat_wf, synth_wf, [("outputnode.conformed", "inputnode.conformed"),

@@ -34,4 +34,5 @@ class RunOptions:
     mask_output: bool = False
     omp_nthreads: int = 1
     synth_mem_gb: float = 3.0
+    template_spaces: tuple[str, ...] = ()  # e.g. ("MNI152NLin2009cAsym:res-2",)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -8,7 +8,7 @@ from typing import Any
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from tumsyn_bids.interfaces.outputs import CompareReal, WriteDerivatives
+from tumsyn_bids.interfaces.outputs import CompareReal, ToTemplate, WriteDerivatives, WriteTemplate
 from tumsyn_bids.interfaces.synthesis import Synthesize
 
 
@@ -38,9 +38,10 @@ def init_synthesis_wf(*, prompt: str, voxel_size: tuple[float, float, float], mo
 def init_outputs_wf(*, out_dir: str | Path, bids_dir: str | Path, source_file: str | Path, target: str,
                     prompt: str, source_metadata: dict[str, Any], conditioning: dict[str, Any],
                     mask_output: bool, real_file: str | Path | None = None, omp_nthreads: int = 1,
-                    name: str = "outputs_wf") -> pe.Workflow:
+                    template_spaces: tuple[str, ...] = (), name: str = "outputs_wf") -> pe.Workflow:
     """Write the derivatives of one output; with ``real_file``, register it and add QC numbers.
 
+    ``template_spaces`` (e.g. ``MNI152NLin2009cAsym:res-2``) add a template-space copy each.
     Inputs: ``synth_file``, ``info`` (synthesis), ``mask``, ``mask_info``, ``conformed`` (source).
     """
     workflow = pe.Workflow(name=name)
@@ -63,5 +64,20 @@ def init_outputs_wf(*, out_dir: str | Path, bids_dir: str | Path, source_file: s
             (inputnode, compare, [("synth_file", "synth_file"), ("mask", "mask_file"),
                                   ("conformed", "source_file")]),
             (compare, write, [("qc", "qc"), ("real_registered", "real_registered")]),
+        ])  # fmt:skip
+    for space in template_spaces:
+        _, _, spec = space.partition(":")
+        res = int(spec[len("res-"):]) if spec.startswith("res-") else 0
+        key = "".join(ch for ch in space if ch.isalnum())
+        to_template = pe.Node(ToTemplate(res=res, num_threads=omp_nthreads), name=f"to_{key}",
+                              n_procs=omp_nthreads, mem_gb=1.5)
+        write_template = pe.Node(WriteTemplate(out_dir=str(out_dir), bids_dir=str(bids_dir), target=target,
+                                               source_file=str(source_file), space=space),
+                                 name=f"ds_{key}", mem_gb=0.5)
+        workflow.connect([
+            (inputnode, to_template, [("conformed", "source_file"), ("mask", "mask_file"),
+                                      ("synth_file", "synth_file")]),
+            (to_template, write_template, [("out_file", "in_file"), ("xfm", "xfm"), ("info", "info")]),
+            (write, write_template, [("written", "written")]),
         ])  # fmt:skip
     return workflow
