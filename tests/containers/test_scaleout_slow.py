@@ -46,8 +46,17 @@ def test_two_participants_through_the_nipype_slurm_plugin(tmp_path, two_subjects
 
 @pytest.mark.container
 @needs_root
-def test_container_smoke() -> None:
-    result = _script("container_smoke.sh", {}, timeout=3000)
+def test_container_smoke(tmp_path, two_subjects, random_checkpoint) -> None:
+    env = {}
+    if not (REPO / "tumsyn_bids" / "data" / "models" / "tumsyn-small.pt").is_file():
+        # No bundled model yet: the tiny dataset, with random weights under its code/ folder.
+        data = shutil.copytree(two_subjects, tmp_path / "bids")
+        (data / "code").mkdir()
+        shutil.copy(random_checkpoint, data / "code" / "w.pt")
+        for path in [tmp_path, *tmp_path.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the container's --user
+        env = {"DEMO": str(data), "DEMO_ARGS": "--weights /data/code/w.pt --skull-strip off --device cpu"}
+    result = _script("container_smoke.sh", env, timeout=3000)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
     out = result.stdout
     assert "SMOKE OK (all)" in out
