@@ -268,8 +268,9 @@ def run_participant_level(settings: "Settings", plan: "Plan") -> int:
         LOGGER.info("up to date (same prompt, model and weights): %s", rel)
     if not jobs:
         console.print(f"tumsyn: all {len(done)} planned outputs are up to date in {out_dir}")
+        failures = _write_reports(out_dir, sorted(_missing_reports(out_dir, plan)), {"Run": settings.run_uuid})
         write_dataset_files(out_dir, bids_dir)
-        return int(ExitCode.OK)
+        return int(ExitCode.PARTICIPANT_FAILED if failures else ExitCode.OK)
 
     device = settings.device
     use_gpu = wants_gpu(device)
@@ -282,21 +283,33 @@ def run_participant_level(settings: "Settings", plan: "Plan") -> int:
 
     failed, node_seconds, wall = _run_workflow(settings, jobs, use_gpu)
 
-    report_failures: list[str] = []
-    for subject in sorted(jobs):
-        try:
-            from tumsyn_bids.reports.participant import write_participant_report
-
-            write_participant_report(out_dir, subject, run_info={
-                "Run": settings.run_uuid, "Device requested": device, "Model": model_name,
-                "Weights sha256": sha256, "Wall time of this run (s)": round(wall, 1),
-            })
-        except Exception as exc:  # a report must not hide results, but it counts as a failure
-            LOGGER.exception("sub-%s: report failed", subject)
-            report_failures.append(f"sub-{subject}: report failed ({exc})")
+    subjects = sorted(set(jobs) | _missing_reports(out_dir, plan))
+    report_failures = _write_reports(out_dir, subjects, {
+        "Run": settings.run_uuid, "Device requested": device, "Model": model_name,
+        "Weights sha256": sha256, "Wall time of this run (s)": round(wall, 1),
+    })
     write_dataset_files(out_dir, bids_dir)
     _log_timings(node_seconds)
     return _summary(settings, jobs, done, failed, report_failures, wall, log_path, console)
+
+
+def _missing_reports(out_dir: Path, plan: "Plan") -> set[str]:
+    """Planned participants whose sub-X.html is missing (e.g. after an interrupted run)."""
+    return {o.subject for o in plan.outputs if not (out_dir / f"sub-{o.subject}.html").is_file()}
+
+
+def _write_reports(out_dir: Path, subjects: list[str], run_info: dict[str, Any]) -> list[str]:
+    """Write sub-X.html for ``subjects``; a failure is logged and returned, never raised."""
+    from tumsyn_bids.reports.participant import write_participant_report
+
+    failures = []
+    for subject in subjects:
+        try:
+            write_participant_report(out_dir, subject, run_info=run_info)
+        except Exception as exc:  # a report must not hide results, but it counts as a failure
+            LOGGER.exception("sub-%s: report failed", subject)
+            failures.append(f"sub-{subject}: report failed ({exc})")
+    return failures
 
 
 def _run_workflow(settings: "Settings", jobs: dict[str, list["Job"]], use_gpu: bool

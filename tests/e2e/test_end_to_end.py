@@ -228,6 +228,7 @@ def test_sigkill_then_rerun_leaves_no_partial_file(sim_bids, random_weights, tmp
     check_complete(out)
     for sub in ("01", "02"):
         assert (out / f"sub-{sub}/anat/sub-{sub}_desc-tumsyn_T2w.json").is_file()
+        assert (out / f"sub-{sub}.html").is_file()
 
 
 def test_two_participant_runs_in_parallel_share_out_dir(sim_bids, random_weights, tmp_path):

@@ -45,7 +45,7 @@ class _BrainMaskInputSpec(BaseInterfaceInputSpec):
     suffix = traits.Str("T1w", usedefault=True, desc="contrast of the source")
     t1w_file = File(exists=True, desc="conformed T1w of the same session")
     t1w_mask = File(exists=True, desc="brain mask of t1w_file")
-    num_threads = traits.Int(1, usedefault=True, desc="threads for deepbet/antspyx")
+    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="threads for deepbet/antspyx")
 
 
 class _BrainMaskOutputSpec(TraitedSpec):

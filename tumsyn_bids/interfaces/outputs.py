@@ -18,7 +18,7 @@ class _CompareRealInputSpec(BaseInterfaceInputSpec):
     real_file = File(exists=True, mandatory=True, desc="acquired image of the target contrast")
     mask_file = File(exists=True, mandatory=True, desc="brain mask on the source grid")
     source_file = File(exists=True, mandatory=True, desc="conformed source image (registration target)")
-    num_threads = traits.Int(1, usedefault=True, desc="antspyx threads")
+    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="antspyx threads")
 
 
 class _CompareRealOutputSpec(TraitedSpec):
@@ -91,7 +91,7 @@ class _ToTemplateInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True, desc="its brain mask")
     synth_file = File(exists=True, mandatory=True, desc="synthetic image (RAS+)")
     res = traits.Int(0, usedefault=True, desc="template resolution in mm (0 = template's own)")
-    num_threads = traits.Int(1, usedefault=True, desc="antspyx threads")
+    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="antspyx threads")
 
 
 class _ToTemplateOutputSpec(TraitedSpec):

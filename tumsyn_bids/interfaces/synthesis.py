@@ -22,8 +22,8 @@ class _SynthesizeInputSpec(BaseInterfaceInputSpec):
     device = traits.Str("auto", usedefault=True, desc="auto, cpu, cuda or cuda:N")
     voxel_size = traits.List(traits.Float, minlen=3, maxlen=3, desc="output voxel size (mm)")
     mode = traits.Enum("fast", "faithful", usedefault=True, desc="inference mode")
-    num_threads = traits.Int(1, usedefault=True, desc="torch CPU threads")
-    use_gpu = traits.Bool(False, usedefault=True, desc="node runs on a GPU (nipype MultiProc GPU slots)")
+    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="torch CPU threads")
+    use_gpu = traits.Bool(False, usedefault=True, nohash=True, desc="node runs on a GPU (nipype MultiProc GPU slots)")
 
 
 class _SynthesizeOutputSpec(TraitedSpec):
