@@ -14,10 +14,12 @@ import os
 import sys
 from pathlib import Path
 
-# (template, query) pairs: exactly what the workflow may request, nothing more.
-TEMPLATES: tuple[tuple[str, dict[str, object]], ...] = (
-    ("MNI152NLin2009cAsym", {"resolution": 1, "suffix": "T1w", "desc": None}),
-    ("MNI152NLin2009cAsym", {"resolution": 1, "suffix": "mask", "desc": "brain"}),
+# (template, query) pairs: exactly what the workflow may request (tumsyn_bids.anat.template and
+# .brainmask look for MNI152NLin2009cAsym res-01/res-02 T1w + brain mask), nothing more.
+TEMPLATES: tuple[tuple[str, dict[str, object]], ...] = tuple(
+    ("MNI152NLin2009cAsym", {"resolution": res, "suffix": suffix, "desc": desc})
+    for res in (1, 2)
+    for suffix, desc in (("T1w", None), ("mask", "brain"))
 )
 
 

@@ -143,7 +143,9 @@ def test_runtime_environment() -> None:
     assert env["NIPYPE_NO_ET"] == "1"  # no version check over the network at import
     assert env["TUMSYN_CONTAINER_TAG"] == "${CONTAINER_TAG}"
     assert "CONTAINER_TAG" in merged("ARG")
-    assert env["MPLCONFIGDIR"].startswith("/tmp/")  # the root file system may be read-only
+    # Caches must be writable under --read-only (tmpfs /tmp) and by any UID.
+    assert env["MPLCONFIGDIR"].startswith("/tmp/")
+    assert env["TUMSYN_CACHE"].startswith("/tmp/")
 
 
 def test_user_workdir_entrypoint() -> None:
