@@ -83,7 +83,7 @@ def wants_gpu(device: str) -> bool:
         return True
     if name != "auto":
         return False
-    from nipype.pipeline.plugins.tools import gpu_count
+    from nipype.utils.gpu_count import gpu_count
 
     return gpu_count() > 0
 

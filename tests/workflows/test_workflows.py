@@ -98,3 +98,14 @@ def test_template_space_branch_is_wired_only_when_asked(tmp_path):
     assert node.inputs.res == 2
     writer = wf.get_node("sub_01_wf.ds_sub_01_T1w_T2w_wf.ds_MNI152NLin2009cAsymres2")
     assert writer.inputs.space == "MNI152NLin2009cAsym:res-2"
+
+
+def test_gpu_use_is_decided_without_touching_cuda():
+    import shutil
+    import sys
+
+    from tumsyn_bids.runner import wants_gpu
+
+    assert wants_gpu("cpu") is False and wants_gpu("cuda:1") is True
+    assert wants_gpu("auto") is (shutil.which("nvidia-smi") is not None and wants_gpu("auto"))
+    assert "torch.cuda" not in sys.modules or not __import__("torch").cuda.is_initialized()
