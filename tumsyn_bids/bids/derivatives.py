@@ -283,6 +283,7 @@ def mask_sidecar(*, source_relpath: str | Path, method: str, extra: Mapping[str,
     """The JSON sidecar of a brain mask."""
     sidecar: dict[str, Any] = {
         "Type": "Brain",
+        "Description": f"Brain mask of {Path(source_relpath).name} ({method}); used to skull-strip the synthesis input.",
         "Sources": [raw_uri(source_relpath)],
         "SkullStripMethod": method,
         "SoftwareVersion": __version__,
