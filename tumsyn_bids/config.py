@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import tomllib
 import uuid
 from dataclasses import dataclass, field
@@ -98,18 +96,10 @@ class Settings:
         """Write the settings atomically (default ``<run_dir>/config.toml``); return the path."""
         import tomli_w
 
+        from tumsyn_bids.atomic import atomic_write_text
+
         path = Path(path) if path is not None else self.run_dir / "config.toml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = tomli_w.dumps({"tumsyn": self.to_dict()})
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_text(path, tomli_w.dumps({"tumsyn": self.to_dict()}))
 
     @classmethod
     def from_toml(cls, path: Path) -> "Settings":

@@ -314,7 +314,7 @@ def _write_reports(out_dir: Path, subjects: list[str], run_info: dict[str, Any])
 
 def _run_workflow(settings: "Settings", jobs: dict[str, list["Job"]], use_gpu: bool
                   ) -> tuple[dict[str, list[str]], dict[str, float], float]:
-    from tumsyn_bids.workflows.base import RunOptions, init_participant_wf, init_tumsyn_wf  # noqa: F401
+    from tumsyn_bids.workflows.base import RunOptions, init_tumsyn_wf
 
     crash_dirs = {s: Path(settings.output_dir) / f"sub-{s}" / "log" / settings.run_uuid for s in jobs}
     for path in crash_dirs.values():

@@ -14,14 +14,13 @@ import json
 import logging
 import os
 import re
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tumsyn_bids import __version__
+from tumsyn_bids.atomic import atomic_write, atomic_write_text
 from tumsyn_bids.contrasts import get_contrast
-from tumsyn_bids.errors import OutputError
 
 LOGGER = logging.getLogger("tumsyn.derivatives")
 
@@ -153,35 +152,6 @@ def local_uri(relpath: str | Path) -> str:
 # --------------------------------------------------------------------------------------------
 # Atomic writes
 # --------------------------------------------------------------------------------------------
-def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp)`` on a temporary name beside ``path``, then rename it onto ``path``.
-
-    The temporary name keeps the final extension (nibabel chooses compression from it).
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create directory ({exc.strerror})", path=path.parent) from exc
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        writer(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def atomic_write_json(path: str | Path, data: Mapping[str, Any]) -> Path:

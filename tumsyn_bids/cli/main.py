@@ -341,7 +341,9 @@ def execute(settings: "Settings") -> int:
     from tumsyn_bids.planning import build_plan
 
     plan = build_plan(settings)
-    _atomic_write(settings.run_dir / "plan.json", plan.to_json())
+    from tumsyn_bids.atomic import atomic_write_text
+
+    atomic_write_text(settings.run_dir / "plan.json", plan.to_json())
     if not plan.outputs:
         return _empty_plan_code(settings, plan)
     for line in plan.unreadable:
@@ -384,20 +386,6 @@ def _empty_plan_code(settings: "Settings", plan) -> int:
     listed = ", ".join(sessions[:5]) + (f" and {len(sessions) - 5} more" if len(sessions) > 5 else "")
     first_reason = plan.skipped[sessions[0]][0]
     raise NoInputError(f"nothing to synthesize for {listed} ({first_reason})", path=settings.bids_dir)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _report_error(message: str, exc: BaseException | None = None) -> None:

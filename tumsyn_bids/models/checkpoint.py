@@ -14,10 +14,8 @@ stage 1 ``{'model_state_dict': state_dict (text tower + visual.*), ...}``.
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tumsyn_bids.errors import DataError, OutputError
+from tumsyn_bids.errors import DataError
 from tumsyn_bids.models.locations import sha256_file  # noqa: F401  (re-exported)
 
 NATIVE_FORMAT = "tumsyn-native"
@@ -87,21 +85,9 @@ def load_state_strict(model: nn.Module, state: Mapping[str, Any], what: str = "m
 
 def atomic_torch_save(obj: Any, path: str | Path) -> str:
     """Save to a temporary file in the target directory, then rename; returns the sha256."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise OutputError(f"cannot create checkpoint: {exc.strerror}", path=path) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from tumsyn_bids.atomic import atomic_write
+
+    path = atomic_write(path, lambda tmp: torch.save(obj, tmp))
     return sha256_file(path)
 
 

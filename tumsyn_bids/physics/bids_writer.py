@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -26,8 +24,9 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from tumsyn_bids import __version__
+from tumsyn_bids.atomic import atomic_write_bytes
 from tumsyn_bids.contrasts import get_contrast
-from tumsyn_bids.errors import OutputError
+
 from tumsyn_bids.physics.realism import random_rigid
 from tumsyn_bids.physics.simulate import SimulatedImage, draw_subject, simulate_subject
 from tumsyn_bids.prompts import T2VAR
@@ -46,22 +45,6 @@ _SCANNING = {"mprage": (["GR", "IR"], ["SK", "SP", "MP"], "MPRAGE"),
 # ------------------------------------------------------------------------- atomic writes
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise OutputError(f"cannot write file: {exc.strerror or exc}", path=path) from exc
 
 
 def write_json(path: Path, data: Mapping) -> None:
