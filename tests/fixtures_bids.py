@@ -4,7 +4,7 @@ Each ``ds_*`` builder reproduces one metadata situation of bids-app-conventions.
 (values copied from the bids-examples sidecars they imitate) and returns the dataset root.
 Load this module from any test folder with::
 
-    fixtures = load_fixtures()  # see tests/bids/conftest.py
+    fixtures = load_fixtures()  # see tests/conftest.py
 
 Images are 12x12x12 voxels, so a whole dataset is written in milliseconds.
 """

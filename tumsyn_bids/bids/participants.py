@@ -148,49 +148,30 @@ def _levels(sidecar: dict, column: str | None) -> dict | None:
 
 def read_participants(bids_dir: Path) -> dict[str, Demographics]:
     """Demographics per participant label (no ``sub-``) from ``participants.tsv``; {} when absent."""
-    path = Path(bids_dir) / "participants.tsv"
-    if not path.is_file():
-        return {}
-    rows = read_table(path)
-    if not rows:
-        return {}
-    header = list(rows[0])
-    id_col = _column(header, _ID_COLUMNS) or header[0]
-    age_col, sex_col = _age_column(header), _column(header, _SEX_COLUMNS)
-    sidecar = _sidecar(path)
-    units, levels = _units(sidecar, age_col), _levels(sidecar, sex_col)
-    out: dict[str, Demographics] = {}
-    for row in rows:
-        label = _strip(row.get(id_col, ""), "sub-")
-        if not label:
-            continue
-        age = parse_age(row.get(age_col), units) if age_col else None
-        sex = parse_sex(row.get(sex_col), levels) if sex_col else None
-        out[label] = Demographics(
-            age=age,
-            sex=sex,
-            age_source="participants.tsv" if age is not None else None,
-            sex_source="participants.tsv" if sex is not None else None,
-        )
-    return out
+    return _read_demographics(Path(bids_dir) / "participants.tsv", _ID_COLUMNS, "sub-")
 
 
 def read_sessions(bids_dir: Path, subject: str) -> dict[str, Demographics]:
     """Per-session demographics from ``sub-X/sub-X_sessions.tsv``; {} when absent."""
     path = Path(bids_dir) / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
+    return _read_demographics(path, _SESSION_COLUMNS, "ses-")
+
+
+def _read_demographics(path: Path, key_columns, prefix: str) -> dict[str, Demographics]:
+    """Age and sex per row label (``prefix`` stripped) of a participants/sessions table."""
     if not path.is_file():
         return {}
     rows = read_table(path)
     if not rows:
         return {}
     header = list(rows[0])
-    ses_col = _column(header, _SESSION_COLUMNS) or header[0]
+    key_col = _column(header, key_columns) or header[0]
     age_col, sex_col = _age_column(header), _column(header, _SEX_COLUMNS)
     sidecar = _sidecar(path)
     units, levels = _units(sidecar, age_col), _levels(sidecar, sex_col)
     out: dict[str, Demographics] = {}
     for row in rows:
-        label = _strip(row.get(ses_col, ""), "ses-")
+        label = _strip(row.get(key_col, ""), prefix)
         if not label:
             continue
         age = parse_age(row.get(age_col), units) if age_col else None
@@ -198,8 +179,8 @@ def read_sessions(bids_dir: Path, subject: str) -> dict[str, Demographics]:
         out[label] = Demographics(
             age=age,
             sex=sex,
-            age_source=f"sub-{subject}_sessions.tsv" if age is not None else None,
-            sex_source=f"sub-{subject}_sessions.tsv" if sex is not None else None,
+            age_source=path.name if age is not None else None,
+            sex_source=path.name if sex is not None else None,
         )
     return out
 
