@@ -73,7 +73,7 @@ _SYN = "Synthesis"
 _OUT = "Outputs"
 
 
-@app.command(no_args_is_help=True)
+@app.command()
 def run_app(
     bids_dir: Path = typer.Argument(..., help="Root of the BIDS dataset (read-only)."),
     output_dir: Path = typer.Argument(..., help="Where derivatives go, e.g. BIDS_DIR/derivatives/tumsyn."),
@@ -436,10 +436,12 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     _STATE.update(verbosity=0, settings=None)
     args = expand_multi_value(list(sys.argv[1:] if argv is None else argv))
-    if not args:
-        args = ["--help"]
     usage_errors, aborts, click_errors = _click_exceptions()
     command = typer.main.get_command(app)
+    if not args:  # like a missing positional argument: the usage, then exit 64
+        command.main(args=["--help"], prog_name=PROG, standalone_mode=False)
+        _report_error("missing arguments BIDS_DIR OUTPUT_DIR {participant,group}")
+        return int(ExitCode.USAGE)
     try:
         result = command.main(args=args, prog_name=PROG, standalone_mode=False)
     except usage_errors as exc:
