@@ -65,7 +65,7 @@ def test_record_sits_next_to_the_weights(bundle):
     assert set(record["data_recipe"]["held_out"]) >= {"synthseg_training_seg_15", "synthsr_brain5"}
 
 
-_NOT_YET = ("tumsyn-small (60 stage-1 + 1590 stage-2 steps on a shared 2-core CPU) does not yet follow TE "
+_NOT_YET = ("tumsyn-small (60 stage-1 + 3600 stage-2 steps on a shared 2-core CPU) does not yet follow TE "
             "within T2w or make ventricles bright for a 2D-SE T2w prompt; see tumsyn-small.json")
 
 
