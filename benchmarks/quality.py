@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crop", type=int, default=0, help="evaluate a central N^3 block (0: whole brain)")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args(argv)
+    t_start = time.time()
 
     import torch
 
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['method']} {r['psnr_masked']:.2f}/{r['ssim_masked']:.3f}" for r in rows[-3:]), file=sys.stderr)
     print_table(rows)
     print(f"\nmodel {bundle.name} sha256 {bundle.sha256[:12]}; field {args.field} T; held-out {args.held_out}; "
-          f"crop {args.crop or 'none'}; synthesis {np.mean(synth_seconds):.1f} s per image (engine, CPU); total {time.time() - t0:.0f} s")
+          f"crop {args.crop or 'none'}; synthesis {np.mean(synth_seconds):.1f} s per image (engine, CPU); total {time.time() - t_start:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
