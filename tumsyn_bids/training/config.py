@@ -60,7 +60,7 @@ class DataConfig:
     crop_margin: int = 4
     bids_dir: str | None = None
     participant_label: list[str] = field(default_factory=list)
-    brain_mask: str = "nonzero"  # "nonzero" (input already skull-stripped) or "deepbet"
+    brain_mask: str = "nonzero"  # only "nonzero" so far: BIDS inputs must already be skull-stripped
 
 
 @dataclass
