@@ -119,7 +119,7 @@ def hist_match(image: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.nd
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--labelmaps", default="/work/shared/data/labelmaps", help="folder of label maps")
+    ap.add_argument("--labelmaps", required=True, help="folder of label maps (e.g. the SynthSeg/SynthSR training maps)")
     ap.add_argument("--held-out", nargs="+", default=["synthseg_training_seg_15", "synthsr_brain5"])
     ap.add_argument("--train-maps", nargs="+", default=["synthsr_brain1", "synthsr_brain2"],
                     help="training label maps for the lookup baseline")
