@@ -18,7 +18,6 @@ from tumsyn_bids.models.loading import bundled_weights_path
 from .conftest import sphere_head
 
 WEIGHTS = bundled_weights_path("tumsyn-small")
-pytestmark = pytest.mark.skipif(not WEIGHTS.is_file(), reason="shipped weights not built yet")
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +62,18 @@ def test_record_sits_next_to_the_weights(bundle):
     assert record["sha256"] == bundle.sha256
     assert bundle.spec["input"] == "skull-stripped"
     assert set(record["data_recipe"]["held_out"]) >= {"synthseg_training_seg_15", "synthsr_brain5"}
+
+
+def test_shipped_files_name_no_local_paths(bundle):
+    """The record and the checkpoint spec keep label maps by name, never the trainer's folders."""
+    from tumsyn_bids.training.ship import portable_config
+
+    record_text = WEIGHTS.with_suffix(".json").read_text()
+    spec_text = json.dumps(bundle.spec, default=str)
+    for text in (record_text, spec_text):
+        assert '"/' not in text, "an absolute path was shipped"
+    assert portable_config({"data": {"labelmaps": ["/somewhere/maps", "x/seg_01.nii.gz"]}}) == {
+        "data": {"labelmaps": ["maps", "seg_01.nii.gz"]}}
 
 
 _NOT_YET = ("the shipped tumsyn-small (2500 stage-1 + 5600 stage-2 CPU steps) does not yet follow TE within a "

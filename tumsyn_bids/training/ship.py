@@ -24,6 +24,15 @@ def shrink(state: dict[str, Any]) -> dict[str, Any]:
             for k, v in state.items()}
 
 
+def portable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The training config without the trainer's local paths: label maps are kept by name only
+    (the data recipe lists the phantoms used), so the shipped record says nothing about one machine."""
+    data = dict(config.get("data", {}))
+    if data.get("labelmaps"):
+        data["labelmaps"] = [Path(str(p)).name for p in data["labelmaps"]]
+    return {**config, "data": data}
+
+
 def ship(run_dir: Path, dest: Path | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     from tumsyn_bids.models.checkpoint import atomic_torch_save, safe_load
     from tumsyn_bids.training.loop import atomic_write_text
@@ -34,6 +43,10 @@ def ship(run_dir: Path, dest: Path | None = None, extra: dict[str, Any] | None =
     obj["text_encoder"] = shrink(obj["text_encoder"])
     obj["synthesis"] = shrink(obj["synthesis"])
     record = json.loads((run_dir / "training.json").read_text())
+    record["config"] = portable_config(record.get("config", {}))
+    training = obj["spec"].get("training", {})
+    if "config" in training:
+        obj["spec"]["training"] = {**training, "config": portable_config(training["config"])}
     if extra:
         obj["spec"].update(extra.get("spec", {}))
         record.update({k: v for k, v in extra.items() if k != "spec"})
