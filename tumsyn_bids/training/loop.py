@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +12,8 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+
+from tumsyn_bids.atomic import atomic_write, atomic_write_text
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -25,38 +25,25 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text atomically (temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """``torch.save`` atomically (see :mod:`tumsyn_bids.atomic`)."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a training checkpoint safely (``weights_only=True``)."""
     return torch.load(Path(path), map_location="cpu", weights_only=True)
+
+
+def resume_state(ckpt_path: Path, module: torch.nn.Module, module_key: str, opt: torch.optim.Optimizer,
+                 rng: np.random.Generator, log: "LossLog") -> tuple[int, float]:
+    """Restore module, optimizer, RNG and loss log from ``ckpt_path``; return (step, elapsed seconds)."""
+    state = load_checkpoint(ckpt_path)
+    module.load_state_dict(state[module_key])
+    opt.load_state_dict(state["optimizer"])
+    restore_rng(rng, state["rng"])
+    start = int(state["step"])
+    log.truncate_after(start)
+    return start, float(state["elapsed"])
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from tumsyn_bids.contrasts import CONTRASTS
 from tumsyn_bids.prompts import parse_prompt
 from tumsyn_bids.protocols import default_protocol
 from tumsyn_bids.training.config import TrainConfig
-from tumsyn_bids.training.loop import (LossLog, atomic_torch_save, autocast, cosine_lr, load_checkpoint,
-                                       progress_bar, restore_rng, rng_state)
+from tumsyn_bids.training.loop import (LossLog, atomic_torch_save, autocast, cosine_lr, progress_bar,
+                                       resume_state, rng_state)
 from tumsyn_bids.training.pool import PoolSubject
 
 LOGIT_INIT = math.log(1 / 0.07)
@@ -134,12 +134,7 @@ def train_stage1(cfg: TrainConfig, pool: Any, text_encoder: nn.Module, out_dir: 
     ckpt_path, log = Path(out_dir) / "stage1.pt", LossLog(Path(out_dir) / "stage1_loss.jsonl")
     start, elapsed = 0, 0.0
     if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        restore_rng(rng, state["rng"])
-        start, elapsed = int(state["step"]), float(state["elapsed"])
-        log.truncate_after(start)
+        start, elapsed = resume_state(ckpt_path, model, "model", opt, rng, log)
     total = cfg.stage1.steps
     model.train()
     loss_value, t0 = float("nan"), time.time()

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from tumsyn_bids.training.config import TrainConfig
-from tumsyn_bids.training.loop import (LossLog, atomic_torch_save, autocast, cosine_lr, load_checkpoint,
-                                       progress_bar, restore_rng, rng_state)
+from tumsyn_bids.training.loop import (LossLog, atomic_torch_save, autocast, cosine_lr, progress_bar,
+                                       resume_state, rng_state)
 from tumsyn_bids.training.sampling import PairSample, draw_scale, make_pair_sample
 
 
@@ -91,12 +91,7 @@ def train_stage2(cfg: TrainConfig, pool: Any, net: nn.Module, text_encoder: nn.M
     ckpt_path, log = Path(out_dir) / "stage2.pt", LossLog(Path(out_dir) / "stage2_loss.jsonl")
     start, elapsed = 0, 0.0
     if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["optimizer"])
-        restore_rng(rng, state["rng"])
-        start, elapsed = int(state["step"]), float(state["elapsed"])
-        log.truncate_after(start)
+        start, elapsed = resume_state(ckpt_path, net, "net", opt, rng, log)
     total = cfg.stage2.steps
     net.train()
     t0 = time.time()
