@@ -3,9 +3,7 @@
 Area fixtures live in tests/<area>/conftest.py.
 """
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,21 +15,12 @@ os.environ.setdefault("TEMPLATEFLOW_AUTOUPDATE", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-def load_fixtures():
-    """Import tests/fixtures_bids.py whatever pytest's import mode (cached in sys.modules)."""
-    name = "tumsyn_tests_fixtures_bids"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "fixtures_bids.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture
 def fx():
     """The fixtures_bids module."""
-    return load_fixtures()
+    import fixtures_bids
+
+    return fixtures_bids
 
 
 @pytest.fixture
@@ -42,3 +31,18 @@ def make_ds(tmp_path, fx):
         return fx.BUILDERS[name](tmp_path / name)
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory) -> Path:
+    """A random-weight tumsyn-small checkpoint: for wiring tests, never for quality or the demo."""
+    import torch
+
+    from tumsyn_bids.models.checkpoint import save_native
+    from tumsyn_bids.models.loading import make_random_bundle
+
+    torch.set_num_threads(1)
+    bundle = make_random_bundle("tumsyn-small", seed=0)
+    path = tmp_path_factory.mktemp("weights") / "random-small.pt"
+    save_native(path, bundle.spec, bundle.text_encoder, bundle.net)
+    return path

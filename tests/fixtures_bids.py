@@ -2,9 +2,8 @@
 
 Each ``ds_*`` builder reproduces one metadata situation of bids-app-conventions.md section 5
 (values copied from the bids-examples sidecars they imitate) and returns the dataset root.
-Load this module from any test folder with::
-
-    fixtures = load_fixtures()  # see tests/conftest.py
+Import it from any test as ``import fixtures_bids`` (tests/ is on pytest's pythonpath) or use the
+``fx`` / ``make_ds`` fixtures of tests/conftest.py.
 
 Images are 12x12x12 voxels, so a whole dataset is written in milliseconds.
 """

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
+import fixtures_bids as FX  # tests/ is on pytest's pythonpath
 import pytest
 
 from tumsyn_bids.config import Settings
+from tumsyn_bids.errors import DataError
 from tumsyn_bids.planning import Plan, build_plan, check_nifti
 from tumsyn_bids.prompts import T2VAR, parse_prompt
-from tumsyn_bids.errors import DataError
-
-
-def _fixtures():
-    name = "tumsyn_tests_fixtures_bids"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "fixtures_bids.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-FX = _fixtures()
 
 
 def plan_for(tmp_path, name, **overrides) -> Plan:

@@ -40,21 +40,6 @@ def two_subjects(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def random_checkpoint(tmp_path_factory) -> Path:
-    """A random-weight tumsyn-small checkpoint: the wiring, not the quality, is under test."""
-    import torch
-
-    from tumsyn_bids.models.checkpoint import save_native
-    from tumsyn_bids.models.loading import make_random_bundle
-
-    torch.set_num_threads(1)
-    bundle = make_random_bundle("tumsyn-small", seed=0)
-    path = tmp_path_factory.mktemp("weights") / "random-small.pt"
-    save_native(path, bundle.spec, bundle.text_encoder, bundle.net)
-    return path
-
-
 def run_app(*args: str | Path, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The real ``tumsyn-bids`` command in a subprocess."""
     full_env = dict(os.environ, OMP_NUM_THREADS="1", ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS="1",

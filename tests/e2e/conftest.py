@@ -59,21 +59,6 @@ def sim_bids(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def random_weights(tmp_path_factory) -> Path:
-    """A random-weight tumsyn-small checkpoint (wiring tests only; never for the demo)."""
-    import torch
-
-    from tumsyn_bids.models.checkpoint import save_native
-    from tumsyn_bids.models.loading import make_random_bundle
-
-    torch.set_num_threads(1)
-    bundle = make_random_bundle("tumsyn-small", seed=0)
-    path = tmp_path_factory.mktemp("weights") / "random-small.pt"
-    save_native(path, bundle.spec, bundle.text_encoder, bundle.net)
-    return path
-
-
 def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update({"OMP_NUM_THREADS": "1", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1",

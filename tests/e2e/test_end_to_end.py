@@ -69,11 +69,11 @@ def run_args(bids: Path, out: Path, work: Path, weights: Path, *extra: str) -> l
 
 
 @pytest.fixture(scope="module")
-def first_run(sim_bids, random_weights, tmp_path_factory):
+def first_run(sim_bids, random_checkpoint, tmp_path_factory):
     base = tmp_path_factory.mktemp("run")
     out, work = base / "out", base / "work"
     start = time.perf_counter()
-    proc = H.tumsyn_bids(*run_args(sim_bids, out, work, random_weights))
+    proc = H.tumsyn_bids(*run_args(sim_bids, out, work, random_checkpoint))
     seconds = time.perf_counter() - start
     return proc, out, work, seconds
 
@@ -155,12 +155,12 @@ def test_bids_validator_accepts_the_derivatives(first_run):
     assert result.returncode == 0
 
 
-def test_rerun_is_a_fast_noop(first_run, sim_bids, random_weights):
+def test_rerun_is_a_fast_noop(first_run, sim_bids, random_checkpoint):
     proc, out, work, seconds = first_run
     assert proc.returncode == 0
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")}
     start = time.perf_counter()
-    again = H.tumsyn_bids(*run_args(sim_bids, out, work, random_weights))
+    again = H.tumsyn_bids(*run_args(sim_bids, out, work, random_checkpoint))
     elapsed = time.perf_counter() - start
     assert again.returncode == 0, again.stderr[-3000:]
     assert "up to date" in again.stderr
@@ -185,13 +185,13 @@ def _stripped_dataset(sim_bids: Path, root: Path, subjects: tuple[str, ...]) -> 
     return bids
 
 
-def test_corrupt_participant_does_not_stop_the_others(sim_bids, random_weights, tmp_path):
+def test_corrupt_participant_does_not_stop_the_others(sim_bids, random_checkpoint, tmp_path):
     bids = _stripped_dataset(sim_bids, tmp_path, ("01", "02"))
     bad = bids / "sub-02" / "anat" / "sub-02_acq-mprage_T1w.nii.gz"
     img = nib.load(str(bad))
     nib.save(nib.Nifti1Image(np.full(img.shape, np.nan, np.float32), img.affine), str(bad))  # valid header, no data
     out = tmp_path / "out"
-    proc = H.tumsyn_bids(*run_args(bids, out, tmp_path / "work", random_weights, "--skip-bids-validation"))
+    proc = H.tumsyn_bids(*run_args(bids, out, tmp_path / "work", random_checkpoint, "--skip-bids-validation"))
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "sub-02: FAILED" in proc.stderr and "no finite values" in proc.stderr
     assert "sub-01: ok" in proc.stderr
@@ -206,10 +206,10 @@ def test_corrupt_participant_does_not_stop_the_others(sim_bids, random_weights, 
     check_complete(out)
 
 
-def test_sigkill_then_rerun_leaves_no_partial_file(sim_bids, random_weights, tmp_path):
+def test_sigkill_then_rerun_leaves_no_partial_file(sim_bids, random_checkpoint, tmp_path):
     bids = _stripped_dataset(sim_bids, tmp_path, ("01", "02"))
     out, work = tmp_path / "out", tmp_path / "work"
-    args = [sys.executable, "-m", "tumsyn_bids", *map(str, run_args(bids, out, work, random_weights, "--nprocs", "1"))]
+    args = [sys.executable, "-m", "tumsyn_bids", *map(str, run_args(bids, out, work, random_checkpoint, "--nprocs", "1"))]
     proc = subprocess.Popen(args, env=H.cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 300
@@ -223,7 +223,7 @@ def test_sigkill_then_rerun_leaves_no_partial_file(sim_bids, random_weights, tmp
     assert len(list(out.glob("sub-*/anat/*_desc-tumsyn_T2w.json"))) < 2
     for path in out.rglob("*.nii.gz"):  # whatever exists is whole
         np.asarray(nib.load(str(path)).dataobj)
-    again = H.tumsyn_bids(*run_args(bids, out, work, random_weights))
+    again = H.tumsyn_bids(*run_args(bids, out, work, random_checkpoint))
     assert again.returncode == 0, again.stderr[-3000:]
     check_complete(out)
     for sub in ("01", "02"):
@@ -231,12 +231,12 @@ def test_sigkill_then_rerun_leaves_no_partial_file(sim_bids, random_weights, tmp
         assert (out / f"sub-{sub}.html").is_file()
 
 
-def test_two_participant_runs_in_parallel_share_out_dir(sim_bids, random_weights, tmp_path):
+def test_two_participant_runs_in_parallel_share_out_dir(sim_bids, random_checkpoint, tmp_path):
     bids = _stripped_dataset(sim_bids, tmp_path, ("01", "02"))
     out = tmp_path / "out"
     procs = [
         subprocess.Popen([sys.executable, "-m", "tumsyn_bids",
-                          *map(str, run_args(bids, out, tmp_path / f"work{sub}", random_weights,
+                          *map(str, run_args(bids, out, tmp_path / f"work{sub}", random_checkpoint,
                                              "--participant-label", sub, "--nprocs", "1"))],
                          env=H.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for sub in ("01", "02")
