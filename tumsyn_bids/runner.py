@@ -99,23 +99,15 @@ def _model_identity(settings: "Settings") -> tuple[str, str]:
 def quick_weights_sha256(settings: "Settings") -> str | None:
     """sha256 of the weights file that load_model would use, when it is one file (else None).
 
-    Mirrors the search order of :mod:`tumsyn_bids.models.loading` (``--weights``,
-    ``TUMSYN_WEIGHTS``, bundled file) without importing torch.
+    Uses the loader's own search order (:mod:`tumsyn_bids.models.locations`, no torch import).
     """
-    import hashlib
-    from importlib import resources
+    from tumsyn_bids.models.locations import sha256_file, weights_candidates
 
-    location = str(settings.weights) if settings.weights else os.environ.get("TUMSYN_WEIGHTS")
-    if not location:
-        location = str(resources.files("tumsyn_bids") / "data" / "models" / f"{settings.model}.pt")
+    location = weights_candidates(settings.model, settings.weights)[0][1]
     path = Path(location)
     if os.pathsep in location or not path.is_file():
         return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def template_spaces(settings: "Settings") -> tuple[str, ...]:
