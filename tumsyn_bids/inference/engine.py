@@ -200,7 +200,7 @@ def synthesize(
     if batch_size is not None and batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
     image = _check_image(image)
-    grid = output_grid(image.shape, affine, voxel_size)
+    grid = output_grid(image.shape, affine, voxel_size, published=(mode == "faithful"))
     dev = resolve_device(device)
     win = int(window or model_window(model))
     if win < 2:
@@ -227,7 +227,7 @@ def synthesize(
     net_grid = grid.permuted(order) if order != (0, 1, 2) else grid
     plan = plan_windows(vol.shape if order == (0, 1, 2) else tuple(vol.shape[i] for i in order),
                         net_grid.out_shape, win, stride, spread=(mode == "fast"),
-                        scheme="partition" if mode == "fast" else "published")
+                        scheme="partition" if mode == "fast" else "published", scales=net_grid.scale)
     batch = batch_size or _auto_batch(net, win, dev, mode, dtype is not None)
     passes = [None, lr_axis(affine)] if flip_average else [None]
     log.info(

@@ -13,7 +13,7 @@ or not. Each such voxel is queried at its window-local cell-centre coordinate in
 on an output-cell boundary these are exactly the cell centres of a ``W * M / N`` grid (the
 published scheme); otherwise they are the same regular grid shifted by a sub-cell offset.
 
-Two schemes:
+Two schemes (exact geometry):
 
 * ``published`` (faithful mode): every window decodes every output voxel inside it, and
   overlapping predictions are averaged uniformly.
@@ -25,6 +25,20 @@ Two schemes:
   is decoded where its weight would be negligible, and no voxel is taken from near a window's
   edge (where the decoder samples the feature map's zero padding) when ``margin`` is at most half
   the overlap.
+
+Published index arithmetic (faithful mode, ``plan_windows(..., scales=s)``): the published demo
+does not place its output voxels on the exact geometry above but truncates. Per axis, with the
+scale ``s = v_in / v_out`` (a float), windows of ``W`` voxels at the published starts ``a``
+(``0, stride, 2 stride, ...`` plus one flush with the end), each window decodes the
+``c = int(W * s)`` cell centres ``-1 + (2 k + 1) / c`` of its own grid and writes them to output
+voxels ``int(a * s) + k`` of an output of ``M = int(N * s)`` voxels; overlaps are averaged
+uniformly. At integer scales this is the exact plan above. Where it leaves output voxels
+uncovered (the published code writes NaN there: ``W * s`` not an integer, so a window's grid ends
+before the next window's, or the volume's, first voxel), the window before the gap decodes them by
+continuing its own grid (cells ``k >= c``, coordinates just beyond 1). An axis shorter than the
+window (the published code fails on it) is zero-padded to ``W`` with the content centred,
+``pad_lo`` voxels before it; the arithmetic runs on the padded axis and its output is cropped from
+output voxel ``int(pad_lo * s)`` on, ``int(N * s)`` voxels.
 """
 
 from __future__ import annotations
@@ -35,6 +49,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+from tumsyn_bids.inference.geometry import published_size
 
 
 @dataclass(frozen=True)
@@ -166,13 +182,58 @@ def axis_windows(
     return pad_lo, pad_hi, result
 
 
+def published_axis_windows(n: int, scale: float, window: int, stride: int) -> tuple[int, int, int, list[AxisWindow]]:
+    """Padding (before, after), output size and the windows along one axis of ``n`` input voxels at
+    ``scale`` in the published index arithmetic (see the module docstring)."""
+    n, scale = int(n), float(scale)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"bad scale {scale!r}")
+    padded = max(n, window)
+    pad_lo = (padded - n) // 2
+    pad_hi = padded - n - pad_lo
+    m = published_size(n, scale)
+    cells = max(1, int(window * scale))  # output cells of one window's own grid
+    crop = int(pad_lo * scale)  # first output voxel of the content on the padded axis's output
+    starts = window_starts(padded, window, stride, spread=False)
+    offsets = [int(a * scale) - crop for a in starts]  # output voxel of each window's cell 0
+    lo = [min(max(o, 0), m) for o in offsets]
+    hi = [min(max(o + cells, 0), m) for o in offsets]
+    # cover what the published arithmetic leaves uncovered: continue the grid of the window before a gap
+    covered = 0
+    for k in range(len(starts)):
+        nxt = lo[k + 1] if k + 1 < len(starts) else m
+        covered = max(covered, hi[k])
+        if nxt > covered:
+            hi[k] = nxt
+            covered = nxt
+    result = []
+    for a, o, j0, j1 in zip(starts, offsets, lo, hi):
+        k = np.arange(j0, j1, dtype=np.float64) - o
+        coords = (2.0 * k + 1.0) / cells - 1.0
+        result.append(AxisWindow(a, j0, max(j0, j1), coords, np.ones(max(0, j1 - j0))))
+    return pad_lo, pad_hi, m, result
+
+
 def plan_windows(
     in_shape: Sequence[int], out_shape: Sequence[int], window: int, stride: int, *, spread: bool,
-    scheme: str = "published", margin: float | None = None,
+    scheme: str = "published", margin: float | None = None, scales: Sequence[float] | None = None,
 ) -> WindowPlan:
-    """Plan the windows of a volume; windows that decode no output voxel are dropped."""
-    per_axis = [axis_windows(int(n), int(m), window, stride, spread=spread, scheme=scheme, margin=margin)
-                for n, m in zip(in_shape, out_shape)]
+    """Plan the windows of a volume; windows that decode no output voxel are dropped.
+
+    ``scales`` (``v_in / v_out`` per axis): use the published index arithmetic (faithful mode;
+    ``scheme="published"``, ``spread=False``, and ``out_shape`` must be ``int(N * s)``).
+    """
+    if scales is not None:
+        if scheme != "published" or spread:
+            raise ValueError("the published index arithmetic needs scheme='published' and spread=False")
+        axes = [published_axis_windows(int(n), float(s), window, stride) for n, s in zip(in_shape, scales)]
+        if tuple(m for _, _, m, _ in axes) != tuple(int(m) for m in out_shape):
+            raise ValueError(f"output shape {tuple(out_shape)} is not the published int(N * s) "
+                             f"{tuple(m for _, _, m, _ in axes)} for scales {tuple(scales)}")
+        per_axis = [(lo, hi, w) for lo, hi, _, w in axes]
+    else:
+        per_axis = [axis_windows(int(n), int(m), window, stride, spread=spread, scheme=scheme, margin=margin)
+                    for n, m in zip(in_shape, out_shape)]
     pads = tuple((lo, hi) for lo, hi, _ in per_axis)
     windows = [
         Window(combo)  # type: ignore[arg-type]
