@@ -38,21 +38,25 @@ def _console():
 
 
 def _setup_logging(settings: "Settings") -> Path | None:
-    """Log INFO and above to ``out_dir/logs/tumsyn-<run_uuid>.log``."""
+    """The run's log file ``out_dir/logs/tumsyn-<run_uuid>.log`` (None when it cannot be created).
+
+    :func:`run_participant_level` routes tumsyn's and nipype's logging there (tumsyn_bids.logs).
+    """
     log_dir = Path(settings.output_dir) / "logs"
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    path = log_dir / f"tumsyn-{settings.run_uuid}.log"
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    root = logging.getLogger("tumsyn")
-    if not any(isinstance(h, logging.FileHandler) and h.baseFilename == str(path) for h in root.handlers):
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return path
+    return log_dir / f"tumsyn-{settings.run_uuid}.log"
+
+
+def console_log_level(verbosity: int) -> int | None:
+    """Log records also shown on the console: none by default, warnings at -vv, everything at -vvv."""
+    if verbosity >= 3:
+        return logging.DEBUG
+    if verbosity == 2:
+        return logging.WARNING
+    return None
 
 
 def _ensure_dir(path: Path) -> None:
@@ -63,10 +67,9 @@ def _ensure_dir(path: Path) -> None:
 
 
 def _relative(path: Path, root: Path) -> str:
-    try:
-        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        return Path(path).name
+    from tumsyn_bids.bids.derivatives import dataset_relpath
+
+    return dataset_relpath(path, root)
 
 
 def output_relpath(settings: "Settings", output: "PlannedOutput") -> Path:
@@ -240,12 +243,22 @@ class _Progress:
 # --------------------------------------------------------------------------------------------
 def run_participant_level(settings: "Settings", plan: "Plan") -> int:
     """Synthesize every planned output; write derivatives and reports; return the exit code."""
-    from tumsyn_bids.bids.derivatives import write_dataset_files
-
-    out_dir, bids_dir = Path(settings.output_dir), Path(settings.bids_dir)
+    out_dir = Path(settings.output_dir)
     _ensure_dir(out_dir)
     _ensure_dir(Path(settings.work_dir))
     log_path = _setup_logging(settings)
+    if log_path is None:
+        return _run_participant_level(settings, plan, None)
+    from tumsyn_bids.logs import routed
+
+    with routed(log_path, console_log_level(settings.verbosity)):
+        return _run_participant_level(settings, plan, log_path)
+
+
+def _run_participant_level(settings: "Settings", plan: "Plan", log_path: Path | None) -> int:
+    from tumsyn_bids.bids.derivatives import write_dataset_files
+
+    out_dir, bids_dir = Path(settings.output_dir), Path(settings.bids_dir)
     console = _console()
     write_dataset_files(out_dir, bids_dir)
 
@@ -258,11 +271,18 @@ def run_participant_level(settings: "Settings", plan: "Plan") -> int:
         jobs, done = make_jobs(settings, plan, model_name, sha256)
     for rel in done:
         LOGGER.info("up to date (same prompt, model and weights): %s", rel)
+    _log_plan(plan)
+    planning_failed = plan.failed_subjects
     if not jobs:
         console.print(f"tumsyn: all {len(done)} planned outputs are up to date in {out_dir}")
         failures = _write_reports(out_dir, sorted(_missing_reports(out_dir, plan)), {"Run": settings.run_uuid})
         write_dataset_files(out_dir, bids_dir)
-        return int(ExitCode.PARTICIPANT_FAILED if failures else ExitCode.OK)
+        for subject, message in sorted(planning_failed.items()):
+            console.print(f"  sub-{subject}: FAILED: {message}", markup=False)
+            LOGGER.error("sub-%s failed: %s", subject, message)
+        messages = list(planning_failed.values()) + failures
+        _final_error(messages, sorted(f"sub-{s}" for s in planning_failed))
+        return int(ExitCode.PARTICIPANT_FAILED if messages else ExitCode.OK)
 
     device = settings.device
     use_gpu = wants_gpu(device)
@@ -282,7 +302,21 @@ def run_participant_level(settings: "Settings", plan: "Plan") -> int:
     })
     write_dataset_files(out_dir, bids_dir)
     _log_timings(node_seconds)
-    return _summary(settings, jobs, done, failed, report_failures, wall, log_path, console)
+    return _summary(settings, jobs, done, failed, report_failures, wall, log_path, console, planning_failed)
+
+
+def _log_plan(plan: "Plan") -> None:
+    """Every planned output's source choice and its reasons (duplicate runs included) in the run log."""
+    for output in plan.outputs:
+        LOGGER.info("%s: source %s chosen: %s", output.key, output.source_path, "; ".join(output.reasons))
+        for note in output.notes:
+            LOGGER.info("%s: metadata note: %s", output.key, note)
+    for line in plan.unreadable:
+        LOGGER.warning("passed over: %s", line)
+    for line in plan.warnings:
+        LOGGER.warning("%s", line)
+    for key, message in plan.failed.items():
+        LOGGER.error("%s: no usable source image: %s", key, message)
 
 
 def _missing_reports(out_dir: Path, plan: "Plan") -> set[str]:
@@ -358,14 +392,38 @@ def _count_work_nodes(workflow, prefix: str) -> int:
     return sum(1 for n in names if not isinstance(workflow.get_node(n).interface, IdentityInterface))
 
 
-def remove_stale_temporaries(out_dir: Path, subjects) -> list[Path]:
-    """Delete temporary files that a killed run left under ``sub-X/`` (atomic-write leftovers)."""
+# A shared top-level file (dataset_description.json, .bidsignore) is written in milliseconds: a
+# temporary of one older than this is a leftover, not another run's write in progress.
+STALE_SHARED_TEMPORARY_S = 600.0
+
+
+def remove_stale_temporaries(out_dir: Path, subjects, *, now: float | None = None) -> list[Path]:
+    """Delete temporary files that a killed run left (atomic-write leftovers).
+
+    Under ``sub-X/`` and ``.sub-X.html.*`` for this run's participants (no other run writes them),
+    and other ``.*.tmp*`` files at the top of out_dir once older than
+    :data:`STALE_SHARED_TEMPORARY_S` (a concurrent run may be writing a fresh one).
+    """
+    out_dir = Path(out_dir)
+    subjects = list(subjects)
+    now = time.time() if now is None else now
     removed = []
     for subject in subjects:
-        for path in (Path(out_dir) / f"sub-{subject}").rglob(".*.tmp*"):
+        for path in (out_dir / f"sub-{subject}").rglob(".*.tmp*"):
             if path.is_file():
                 path.unlink(missing_ok=True)
                 removed.append(path)
+    own = tuple(f".sub-{subject}.html." for subject in subjects)
+    for path in out_dir.glob(".*.tmp*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        try:
+            old = now - path.stat().st_mtime > STALE_SHARED_TEMPORARY_S
+        except OSError:
+            continue
+        if path.name.startswith(own) or old:
+            path.unlink(missing_ok=True)
+            removed.append(path)
     for path in removed:
         LOGGER.warning("removed a partial file left by an interrupted run: %s", path)
     return removed
@@ -376,27 +434,76 @@ def _log_timings(node_seconds: dict[str, float]) -> None:
         LOGGER.info("node %s: %.1f s", name, seconds)
 
 
-def _summary(settings, jobs, done, failed, report_failures, wall, log_path, console) -> int:
+_TUMSYN_ERRORS = {"TumsynError", "UsageError", "DataError", "NoInputError", "OutputError", "DeviceError"}
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?(?P<cls>[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)): ?(?P<text>.*)$")
+
+
+def failure_message(crash_line: str, source: str | Path | None) -> str:
+    """``<file>: <problem>`` from the last line of a crash file's traceback.
+
+    A tumsyn error already names its file; any other exception is prefixed with ``source``.
+    """
+    line = crash_line.strip()
+    where = f"{source}: " if source else ""
+    match = _EXCEPTION_LINE.match(line)
+    if match and match["cls"] in _TUMSYN_ERRORS and match["text"]:
+        text = match["text"]
+        named = text.split(": ", 1)[0]
+        return text if ("/" in named or named.endswith((".nii", ".gz", ".json", ".pt", ".pth"))) else where + text
+    return f"{where}{line}" if line else f"{where}failed (see the crash file)"
+
+
+def _final_error(messages: list[str], subjects: list[str]) -> None:
+    """The run's last stderr line: ``tumsyn-bids: error: <file>: <problem>`` (nothing when all is well)."""
+    if not messages:
+        return
+    more = ""
+    if len(subjects) > 1:
+        more = f" ({len(subjects)} participants failed: {', '.join(subjects)})"
+    elif len(messages) > 1:
+        more = f" (and {len(messages) - 1} more error(s) above)"
+    sys.stderr.write(f"tumsyn-bids: error: {messages[0]}{more}\n")
+    sys.stderr.flush()
+
+
+def _summary(settings, jobs, done, failed, report_failures, wall, log_path, console, planning_failed=None) -> int:
     from tumsyn_bids.reports.collect import crash_files, crash_summary
 
+    planning_failed = dict(planning_failed or {})
     out_dir = Path(settings.output_dir)
     n_planned = sum(len(j) for j in jobs.values())
     console.print(f"tumsyn: {n_planned} output(s) run, {len(done)} already up to date, "
-                  f"{len(jobs)} participant(s), {wall:.1f} s")
-    for subject in sorted(jobs):
+                  f"{len(set(jobs) | set(planning_failed))} participant(s), {wall:.1f} s")
+    messages: list[str] = []
+    failed_subjects: list[str] = []
+    for subject in sorted(set(jobs) | set(planning_failed)):
         if subject in failed:
             crashes = crash_files(out_dir, subject)
-            why = crash_summary(out_dir / crashes[0]) if crashes else "; ".join(failed[subject])
+            source = jobs[subject][0].output.source_path if jobs.get(subject) else None
+            why = failure_message(crash_summary(out_dir / crashes[0]), source) if crashes else \
+                f"{source}: " + "; ".join(failed[subject])
             where = f" (crash file: {out_dir / crashes[0]})" if crashes else ""
-            console.print(f"  sub-{subject}: FAILED: {why}{where}")
+            console.print(f"  sub-{subject}: FAILED: {why}{where}", markup=False)
             LOGGER.error("sub-%s failed: %s%s", subject, why, where)
+            messages.append(why)
+            failed_subjects.append(f"sub-{subject}")
+        elif subject in planning_failed:
+            why = planning_failed[subject]
+            console.print(f"  sub-{subject}: FAILED: {why}", markup=False)
+            LOGGER.error("sub-%s failed: %s", subject, why)
+            messages.append(why)
+            failed_subjects.append(f"sub-{subject}")
         else:
-            console.print(f"  sub-{subject}: ok (report: {out_dir / f'sub-{subject}.html'})")
+            console.print(f"  sub-{subject}: ok (report: {out_dir / f'sub-{subject}.html'})", markup=False)
+        if subject in planning_failed and subject in failed:  # both: a session failed at planning too
+            messages.append(planning_failed[subject])
     for line in report_failures:
-        console.print(f"  {line}")
+        console.print(f"  {line}", markup=False)
+        messages.append(line)
     if log_path is not None:
-        console.print(f"  log: {log_path}")
-    return int(ExitCode.PARTICIPANT_FAILED if failed or report_failures else ExitCode.OK)
+        console.print(f"  log: {log_path}", markup=False)
+    _final_error(messages, failed_subjects)
+    return int(ExitCode.PARTICIPANT_FAILED if messages else ExitCode.OK)
 
 
 # --------------------------------------------------------------------------------------------
