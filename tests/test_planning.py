@@ -28,7 +28,7 @@ def test_full_pair_with_sessions(tmp_path):
     first, second = plan.outputs
     assert first.source_path.name == "sub-01_ses-01_T1w.nii.gz" and first.source_contrast == "T1w"
     assert fields(first.prompt) == (35, "M", 3.0, "Siemens", "FLAIR", (0.8, 0.8, 0.8), 9000.0, 90.0, 2500.0, 150.0)
-    assert second.prompt.age == 37  # sessions.tsv 36.6 overrides participants.tsv 35
+    assert second.prompt.age == 36  # sessions.tsv 36.6 overrides participants.tsv 35; completed years
     assert first.demographics["age_source"] == "sub-01_sessions.tsv"
     src = first.source_prompt
     assert (src.tr_ms, src.te_ms, src.ti_ms, src.flip_angle) == pytest.approx((2300.0, 2.28, 900.0, 9.0))
@@ -71,7 +71,7 @@ def test_gender_column_fractional_age_sessions_nii(tmp_path):
     assert [o.session for o in plan.outputs] == ["baseline", "rescan"]
     out = plan.outputs[0]
     assert out.source_path.suffix == ".nii"
-    assert fields(out.prompt) == (22, "F", 3.0, "Siemens", "T2w", (1.0, 1.0, 1.0), 3200.0, 563.0, None, T2VAR)
+    assert fields(out.prompt) == (21, "F", 3.0, "Siemens", "T2w", (1.0, 1.0, 1.0), 3200.0, 563.0, None, T2VAR)
     assert out.demographics["age"] == pytest.approx(21.5086)
 
 

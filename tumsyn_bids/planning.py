@@ -22,17 +22,22 @@ sessions.tsv/participants.tsv (age, sex).
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tumsyn_bids.contrasts import CONTRASTS
 from tumsyn_bids.errors import DataError
-from tumsyn_bids.prompts import Prompt, acquisition_from_sidecar, normalise_vendor, parse_prompt
+from tumsyn_bids.prompts import (
+    PROMPT_SIDECAR_FIELDS,
+    Prompt,
+    acquisition_from_sidecar,
+    check_sidecar,
+    normalise_vendor,
+    parse_prompt,
+)
 from tumsyn_bids.protocols import default_protocol, nearest_field_strength
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,6 +115,9 @@ class Plan:
     skipped: dict[str, list[str]] = field(default_factory=dict)  # "sub-01_ses-1" -> reasons
     sessions_without_source: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # "path: problem" for images passed over
+    # sessions whose every candidate source is unusable: "sub-01_ses-1" -> "path: problem" (a failure)
+    failed: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # "path: problem" about metadata used by prompts
 
     def __len__(self) -> int:
         return len(self.outputs)
@@ -121,6 +129,8 @@ class Plan:
                 "skipped": self.skipped,
                 "sessions_without_source": self.sessions_without_source,
                 "unreadable": self.unreadable,
+                "failed": self.failed,
+                "warnings": self.warnings,
             },
             indent=indent,
             default=str,
@@ -134,58 +144,176 @@ class Plan:
             skipped={k: list(v) for k, v in data.get("skipped", {}).items()},
             sessions_without_source=list(data.get("sessions_without_source", [])),
             unreadable=list(data.get("unreadable", [])),
+            failed=dict(data.get("failed", {})),
+            warnings=list(data.get("warnings", [])),
         )
+
+    @property
+    def failed_subjects(self) -> dict[str, str]:
+        """Participant label -> the first failure message of its sessions."""
+        out: dict[str, str] = {}
+        for key, message in self.failed.items():
+            out.setdefault(key.split("_")[0][len("sub-"):], message)
+        return out
 
 
 # --- image checks -------------------------------------------------------------------------------
 
 
+# NIfTI datatype codes that are not one grey value per voxel.
+_COLOUR_DATATYPES = {128: "RGB24", 2304: "RGBA32"}
+
+
 def check_nifti(path: Path) -> tuple[tuple[int, ...], tuple[float, float, float]]:
-    """Shape and voxel size of a NIfTI whose header and data are complete; DataError otherwise."""
+    """Shape and voxel size of a NIfTI that can be synthesized from; DataError (one line) otherwise.
+
+    Checks the header, the data type (grey values: no RGB, no complex), that every byte of the
+    image data is present (counted exactly, also for a truncated .nii.gz), and that the image has
+    signal (not all NaN, not constant). A dangling symlink (a git-annex/datalad file whose content
+    was not fetched) is named as such.
+    """
     import nibabel as nb
     import numpy as np
 
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise DataError("dangling symlink: the file content is not present (a datalad/git-annex dataset? "
+                        f"run `datalad get {path.name}` in its folder)", path=path)
+    raw_zooms = _raw_voxel_sizes(path)
+    if raw_zooms is not None and any(not (abs(z) > 0) for z in raw_zooms):  # nibabel would silently use 1 mm
+        raise DataError(f"voxel sizes {raw_zooms} in the header are not positive", path=path)
     try:
         img = nb.load(str(path))
         header = img.header
         shape = tuple(int(n) for n in img.shape)
         zooms = tuple(float(z) for z in header.get_zooms()[:3])
         offset = int(getattr(img.dataobj, "offset", header.get_data_offset()))
-        itemsize = np.dtype(header.get_data_dtype()).itemsize
+        dtype = np.dtype(header.get_data_dtype())
+        code = int(header["datatype"]) if "datatype" in header else 0
     except Exception as exc:  # nibabel raises many types for a bad header
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if str(path) in detail or str(path.name) in detail or not detail:
             detail = "header cannot be read: truncated or not a NIfTI file"
         raise DataError(f"not a readable NIfTI image ({detail})", path=path) from exc
+    if code in _COLOUR_DATATYPES or dtype.fields is not None:
+        kind = _COLOUR_DATATYPES.get(code, f"structured {dtype}")
+        raise DataError(f"colour image (NIfTI datatype {kind}); tumsyn needs one grey value per voxel "
+                        "(an MR magnitude image)", path=path)
+    if dtype.kind == "c":
+        raise DataError(f"complex-valued image ({dtype.name}); tumsyn needs a magnitude image "
+                        "(save abs() of the data, or the scanner's magnitude series)", path=path)
+    if dtype.kind not in "biuf":
+        raise DataError(f"unsupported image data type {dtype}", path=path)
     if len(shape) not in (3, 4) or min(shape) < 1:
         raise DataError(f"expected a 3D image, got shape {shape}", path=path)
     if len(shape) == 4 and shape[3] != 1:
         raise DataError(f"4D image with {shape[3]} volumes; anat sources must be 3D", path=path)
+    if min(shape[:3]) < 2:
+        raise DataError(f"image is too small to synthesize from (shape {shape})", path=path)
     if any(not (z > 0) for z in zooms):
         raise DataError(f"voxel sizes {zooms} in the header are not positive", path=path)
-    expected = offset + int(np.prod(shape)) * itemsize
-    available = _payload_bytes(path, expected)
-    if available < expected:
-        raise DataError(f"truncated: {available} of {expected} bytes of header and image data", path=path)
+    n_data = int(np.prod(shape)) * dtype.itemsize
+    scan = scan_payload(path, offset, n_data, dtype)
+    if scan.available < offset + n_data:
+        what = "corrupt compressed data" if scan.corrupt else "truncated"
+        raise DataError(f"{what}: {scan.available} of {offset + n_data} bytes of header and image data", path=path)
+    if scan.n_finite == 0:
+        raise DataError("image has no finite values (every voxel is NaN or infinite)", path=path)
+    if scan.minimum == scan.maximum:
+        what = "all zeros" if scan.minimum == 0 else f"constant (every finite voxel is {scan.minimum:g})"
+        raise DataError(f"image is {what}: no signal to synthesize from", path=path)
     return shape, (round(zooms[0], 4), round(zooms[1], 4), round(zooms[2], 4))
 
 
-def _payload_bytes(path: Path, expected: int) -> int:
-    """How many (decompressed) bytes the file holds, reading at most ``expected``."""
-    if not str(path).endswith(".gz"):
-        return os.path.getsize(path)
-    total = 0
+def _raw_voxel_sizes(path: Path) -> tuple[float, float, float] | None:
+    """pixdim[1:4] of a NIfTI-1 header as stored (nibabel's loader replaces zeros by 1 with a bare
+    console message); None when the header cannot be read this way (nibabel then reports it)."""
+    import nibabel as nb
+
     try:
-        with gzip.open(path, "rb") as fh:
-            while total < expected:
-                chunk = fh.read(min(1 << 22, expected - total))
-                if not chunk:
-                    break
-                total += len(chunk)
-    except (EOFError, OSError, zlib.error):
-        pass
-    return total
+        with nb.openers.ImageOpener(str(path)) as fh:
+            header = nb.Nifti1Header.from_fileobj(fh, check=False)
+        if int(header["sizeof_hdr"]) != 348:
+            return None
+        return tuple(float(z) for z in header["pixdim"][1:4])  # type: ignore[return-value]
+    except Exception:  # noqa: BLE001 - any failure: leave the diagnosis to nib.load
+        return None
+
+
+@dataclass
+class PayloadScan:
+    """What :func:`scan_payload` found: bytes present (decompressed) and the finite value range."""
+
+    available: int = 0
+    corrupt: bool = False
+    n_finite: int = 0
+    minimum: float = float("inf")
+    maximum: float = float("-inf")
+
+
+def _decompressed_chunks(path: Path, chunk: int = 1 << 20):
+    """The file's bytes (decompressed for .gz, multi-member aware); stops quietly at corruption.
+
+    Yields ``bytes``; a final ``None`` means the compressed stream was corrupt (not just short).
+    """
+    with open(path, "rb") as fh:
+        if not str(path).endswith(".gz"):
+            while block := fh.read(chunk):
+                yield block
+            return
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        while raw := fh.read(chunk):
+            while raw:
+                try:
+                    out = inflater.decompress(raw)
+                except zlib.error:
+                    yield None
+                    return
+                if out:
+                    yield out
+                if inflater.eof:  # another gzip member may follow
+                    raw = inflater.unused_data
+                    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                else:
+                    raw = b""
+
+
+def scan_payload(path: Path, offset: int, n_data: int, dtype) -> PayloadScan:
+    """Count the bytes of header + data that are present and the range of the finite data values."""
+    import numpy as np
+
+    scan = PayloadScan()
+    itemsize = dtype.itemsize
+    position = 0  # bytes seen so far (header included)
+    carry = b""
+    end = offset + n_data
+    try:
+        for block in _decompressed_chunks(path):
+            if block is None:
+                scan.corrupt = True
+                break
+            start = position
+            position += len(block)
+            if position <= offset:
+                continue
+            block = block[max(0, offset - start): max(0, end - start)]
+            data = carry + block
+            usable = len(data) - len(data) % itemsize
+            carry = data[usable:]
+            if usable:
+                values = np.frombuffer(data[:usable], dtype=dtype)
+                if values.dtype.kind == "f":
+                    values = values[np.isfinite(values)]
+                if values.size:
+                    scan.n_finite += int(values.size)
+                    scan.minimum = min(scan.minimum, float(values.min()))
+                    scan.maximum = max(scan.maximum, float(values.max()))
+            if position >= end:
+                break
+    except OSError:
+        scan.corrupt = True
+    scan.available = min(position, end)
+    return scan
 
 
 # --- source selection ---------------------------------------------------------------------------
@@ -256,6 +384,39 @@ def _describe_filters(filters: dict) -> str:
 # --- prompts ------------------------------------------------------------------------------------
 
 
+def completed_years(age: float) -> int:
+    """Age in completed years, as the README promises (45.5 -> 45, never rounded up)."""
+    import math
+
+    return int(math.floor(float(age)))
+
+
+def sidecar_of(image: Path) -> Path | None:
+    """The image's own JSON sidecar, when it has one (metadata may also be inherited)."""
+    name = image.name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            candidate = image.with_name(name[: -len(ext)] + ".json")
+            return candidate if candidate.is_file() else None
+    return None
+
+
+def metadata_problems(image: "ImageRecord") -> tuple[dict, list[str]]:
+    """The image's metadata with implausible prompt fields removed, and warnings naming the file.
+
+    A missing sidecar (no prompt field at all) is a warning too: the prompt fields are unknown.
+    """
+    clean, problems = check_sidecar(dict(image.metadata))
+    own = sidecar_of(Path(image.path))
+    where = str(own) if own else f"{image.path} (inherited sidecar)"
+    lines = [f"{where}: {problem}" for problem in problems]
+    if not any(key in image.metadata for key in PROMPT_SIDECAR_FIELDS):
+        lines.append(f"{image.path}: no sidecar with acquisition metadata (MagneticFieldStrength, Manufacturer, "
+                     "RepetitionTime, EchoTime, ...): those prompt fields are unknown (None in the prompt)")
+    return clean, lines
+
+
+
 def target_prompt(
     settings: "Settings",
     target: str,
@@ -297,7 +458,7 @@ def target_prompt(
     prompt = Prompt(
         modality=CONTRASTS[target].prompt_modality,
         voxel_size=voxel_size,
-        age=None if age is None else int(round(age)),
+        age=None if age is None else completed_years(age),
         sex=sex,
         field_strength=field_strength,
         vendor=vendor,
@@ -316,7 +477,7 @@ def source_prompt(source: "ImageRecord", contrast: str, voxel_size: tuple[float,
     return Prompt(
         modality=CONTRASTS[contrast].prompt_modality,
         voxel_size=voxel_size,
-        age=None if age is None else int(round(age)),
+        age=None if age is None else completed_years(age),
         sex=demographics.get("sex"),
         field_strength=acq.field_strength,
         vendor=acq.vendor,
@@ -356,11 +517,12 @@ def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan
                 plan.skipped.setdefault(record.key, []).append(f"{target}: already present (--skip-existing)")
                 continue
             ranked = rank_candidates(list(record.images), target, source_filters)
-            chosen, info, passed_over = None, None, []
+            chosen, info, passed_over, first_problem = None, None, [], None
             for img in ranked:
                 result = usable(img)
                 if isinstance(result, str):
                     passed_over.append(f"passed over unreadable {img.path.name}")
+                    first_problem = first_problem or result
                     continue
                 chosen, info = img, result
                 break
@@ -370,8 +532,15 @@ def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan
                     else "no usable source image" + (" (all candidates unreadable)" if ranked else "")
                 )
                 plan.skipped.setdefault(record.key, []).append(f"{target}: {why}")
+                if first_problem is not None:
+                    plan.failed.setdefault(record.key, first_problem)
                 no_source = True
                 continue
+            clean_metadata, problems = metadata_problems(chosen)
+            for line in problems:
+                if line not in plan.warnings:
+                    plan.warnings.append(line)
+            chosen = replace(chosen, metadata=clean_metadata)
             contrast = contrast_of(chosen) or "T1w"
             reasons = list(passed_over)
             if source_filters:
@@ -380,9 +549,11 @@ def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan
                 reasons.append("source is T1w (preferred)")
             else:
                 reasons.append(f"no T1w; {contrast} is the contrast nearest to {target}")
-            same = [img for img in ranked if contrast_of(img) == contrast and img is not chosen]
+            same = [img for img in ranked if contrast_of(img) == contrast and img.path != chosen.path]
             if same:
-                reasons.append(f"{len(same) + 1} {contrast} candidates: lowest run, then first name")
+                others = ", ".join(img.path.name for img in same)
+                reasons.append(f"{len(same) + 1} {contrast} candidates: lowest run, then first name "
+                               f"(not chosen: {others})")
             source_voxel = info[1]
             voxel = settings.voxel_size or source_voxel
             reasons.append("voxel size from --voxel" if settings.voxel_size else "voxel size of the source")
@@ -399,7 +570,7 @@ def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan
                     voxel_size=tuple(float(v) for v in voxel),  # type: ignore[arg-type]
                     demographics=demo,
                     reasons=tuple(reasons + prompt_reasons),
-                    notes=tuple(notes),
+                    notes=tuple(notes) + tuple(problems),
                     source_contrast=contrast,
                     source_prompt=source_prompt(chosen, contrast, source_voxel, demo),
                     source_voxel_size=source_voxel,

@@ -262,6 +262,64 @@ def acquisition_from_sidecar(metadata: dict) -> Acquisition:
     )
 
 
+# --- plausibility of the sidecar fields the prompt uses (BIDS units) ---------------------------
+
+# field: (lowest, highest, unit, what a value above the range probably is)
+SIDECAR_RANGES: dict[str, tuple[float, float, str, str | None]] = {
+    "MagneticFieldStrength": (0.01, 20.0, "T", "millitesla or gauss instead of tesla?"),
+    "RepetitionTime": (0.001, 30.0, "s", "milliseconds instead of seconds?"),
+    "RepetitionTimeExcitation": (0.0005, 30.0, "s", "milliseconds instead of seconds?"),
+    "RepetitionTimePreparation": (0.001, 30.0, "s", "milliseconds instead of seconds?"),
+    "EchoTime": (0.00001, 1.0, "s", "milliseconds instead of seconds?"),
+    "InversionTime": (0.001, 10.0, "s", "milliseconds instead of seconds?"),
+    "FlipAngle": (0.01, 180.0, "degrees", None),
+}
+PROMPT_SIDECAR_FIELDS: tuple[str, ...] = (*SIDECAR_RANGES, "Manufacturer")
+
+
+def _implausible(field: str, value: object) -> str | None:
+    """Why ``value`` cannot be used for ``field`` (None when it is plausible)."""
+    if field == "Manufacturer":
+        return None if isinstance(value, str) else f"is {value!r}, not text"
+    low, high, unit, above = SIDECAR_RANGES[field]
+    if isinstance(value, list) and field == "EchoTime" and value:  # multi-echo: every echo must be plausible
+        for item in value:
+            problem = _implausible(field, item)
+            if problem:
+                return f"has an echo that {problem}"
+        return None
+    if isinstance(value, str):
+        return f"is text {value!r}, not a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"is {value!r}, not a number"
+    if value != value:
+        return "is NaN"
+    if not low <= value <= high:
+        hint = f" ({above})" if above and value > high and low * 1000 <= value <= high * 1000 else ""
+        return f"{value!r} is outside the plausible range {low:g}-{high:g} {unit}{hint}"
+    return None
+
+
+def check_sidecar(metadata: dict) -> tuple[dict, list[str]]:
+    """Sidecar metadata with implausible prompt fields removed, and one problem line per field.
+
+    Each removed field is unknown (``None``) in the prompt. A JSON ``null`` counts as absent.
+    """
+    clean = dict(metadata)
+    problems = []
+    for field in PROMPT_SIDECAR_FIELDS:
+        if field not in clean:
+            continue
+        if clean[field] is None:
+            del clean[field]
+            continue
+        problem = _implausible(field, clean[field])
+        if problem:
+            del clean[field]
+            problems.append(f"{field} {problem}; treated as unknown (None in the prompt)")
+    return clean, problems
+
+
 def parse_flip_angle(value: str | float | None) -> float | str | None:
     """CLI flip angle: a number of degrees or the word ``T2var``."""
     if value is None or isinstance(value, float):

@@ -82,6 +82,10 @@ def load_checked(path: str | Path) -> tuple[nib.Nifti1Image, list[str]]:
         data = np.where(finite, data, 0.0).astype(np.float32)
     if float(data.max()) == float(data.min()):
         raise DataError("image is constant (no signal)", path=path)
+    lowest = float(data.min())
+    if lowest < 0:  # some reconstructions store offset or negative intensities: background must be 0
+        data = (data - lowest).astype(np.float32)
+        repairs.append(f"shifted intensities by {-lowest:g} so that the minimum is 0 (the image has negative values)")
 
     affine = choose_affine(img.header, path, repairs)
     out = nib.Nifti1Image(data, affine)

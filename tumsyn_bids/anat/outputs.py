@@ -17,10 +17,7 @@ LOGGER = logging.getLogger("tumsyn.outputs")
 
 
 def _relative_to(path: str | Path, root: str | Path) -> str:
-    try:
-        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        return Path(path).name
+    return bd.dataset_relpath(path, root)  # the path in the dataset, never a symlink's target
 
 
 def write_mask(out_dir: str | Path, bids_dir: str | Path, source_file: str | Path, mask_file: str | Path,

@@ -84,6 +84,25 @@ def _base_entities(source: str | Path) -> dict[str, str]:
     return {k: v for k, v in entities.items() if k in KEPT_ENTITIES}
 
 
+def dataset_relpath(path: str | Path, root: str | Path) -> str:
+    """``path`` relative to the dataset ``root``, taken from the path in the dataset, not a link's target.
+
+    In a datalad/git-annex dataset every image is a symlink into ``.git/annex/objects/``; names,
+    entities and ``Sources`` must come from the link itself. Symlinks are resolved only when the
+    path does not lie under ``root`` as written (e.g. ``root`` reached through a symlinked folder).
+    """
+    absolute, base = Path(os.path.abspath(path)), Path(os.path.abspath(root))
+    try:
+        return absolute.relative_to(base).as_posix()
+    except ValueError:
+        pass
+    try:  # root (or a folder above the file) given through a symlink: resolve the folders only
+        return (Path(os.path.realpath(absolute.parent)) / absolute.name).relative_to(
+            Path(os.path.realpath(base))).as_posix()
+    except ValueError:
+        return absolute.name
+
+
 def synthetic_relpath(source: str | Path, target: str, *, space: str | None = None,
                       res: str | None = None, ext: str = ".nii.gz") -> Path:
     """Relative path of the synthetic ``target`` image derived from the raw ``source`` file."""

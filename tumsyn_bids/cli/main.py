@@ -144,7 +144,8 @@ def run_app(
                                          rich_help_panel=_SYN),
     device: Device = typer.Option(Device.auto, "--device", help="Where the network runs.", rich_help_panel=_SYN),
     model: str = typer.Option("tumsyn-small", "--model", metavar="NAME", help="Model name in the registry.", rich_help_panel=_SYN),
-    weights: Optional[Path] = typer.Option(None, "--weights", metavar="PATH", help="Checkpoint file to load.",
+    weights: Optional[Path] = typer.Option(None, "--weights", metavar="PATH",
+                                           help="Checkpoint file, a folder with the published pair, or SYNTH:STAGE1.",
                                            rich_help_panel=_SYN),
     skull_strip: SkullStrip = typer.Option(SkullStrip.auto, "--skull-strip",
                                            help="auto: strip unless the source is already brain-only.",
@@ -214,11 +215,7 @@ def build_settings(values: dict) -> "Settings":
         raise UsageError(f"--fa {values['fa']}: expected degrees or T2var") from None
     if isinstance(fa, float):
         opt.parse_positive(fa, "--fa")
-    weights = values["weights"]
-    if weights is not None:
-        weights = Path(weights).expanduser().resolve()
-        if not weights.is_file():
-            raise UsageError("--weights: no such file", path=weights)
+    weights = _weights_location(values["weights"])
     source = values["source"]
     opt.parse_source(source)  # reject a malformed --source now
     database = values["bids_database_dir"]
@@ -263,6 +260,26 @@ def build_settings(values: dict) -> "Settings":
         notrack=values["notrack"],
         dry_run=bool(values.get("dry_run", False)),
     )
+
+
+def _weights_location(value) -> Path | None:
+    """``--weights``: a file, a folder (e.g. the published pair) or ``SYNTH.pth:STAGE1.pth``; each must exist."""
+    import os
+
+    if value is None:
+        return None
+    parts = [Path(part).expanduser().resolve() for part in str(value).split(os.pathsep) if part]
+    if not parts:
+        raise UsageError("--weights: empty value")
+    for part in parts:
+        if not part.exists():
+            raise UsageError("--weights: no such file or folder", path=part)
+        if len(parts) > 1 and not part.is_file():
+            raise UsageError("--weights: each part of PATH1:PATH2 must be a file", path=part)
+    if len(parts) > 2:
+        raise UsageError(f"--weights: expected one file, one folder or two files (PATH1{os.pathsep}PATH2), "
+                         f"got {len(parts)} paths")
+    return Path(os.pathsep.join(str(part) for part in parts))
 
 
 def _warn(message: str) -> None:
@@ -344,6 +361,8 @@ def execute(settings: "Settings") -> int:
     from tumsyn_bids.atomic import atomic_write_text
 
     atomic_write_text(settings.run_dir / "plan.json", plan.to_json())
+    for line in plan.warnings:
+        _warn(line)
     if not plan.outputs:
         return _empty_plan_code(settings, plan)
     for line in plan.unreadable:
@@ -352,7 +371,8 @@ def execute(settings: "Settings") -> int:
         for reason in reasons:
             _info(f"{key}: skipped {reason}")
     for key in plan.sessions_without_source:
-        _warn(f"{key}: no usable source image; nothing will be synthesized for it")
+        if key not in plan.failed:  # a failed session is reported with the run's summary
+            _warn(f"{key}: no usable source image; nothing will be synthesized for it")
     _info(f"planned {len(plan.outputs)} output(s); plan written to {settings.run_dir / 'plan.json'}")
     if settings.dry_run:
         from tumsyn_bids.cli.prompts_cmd import format_plan
@@ -381,6 +401,8 @@ def _empty_plan_code(settings: "Settings", plan) -> int:
         return int(ExitCode.OK)
     if plan.unreadable:
         more = f" (and {len(plan.unreadable) - 1} more)" if len(plan.unreadable) > 1 else ""
+        for line in plan.unreadable[1:]:
+            _warn(line)
         raise DataError(f"{plan.unreadable[0]}{more}; no other usable source image")
     sessions = plan.sessions_without_source
     listed = ", ".join(sessions[:5]) + (f" and {len(sessions) - 5} more" if len(sessions) > 5 else "")
