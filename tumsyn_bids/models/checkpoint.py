@@ -45,7 +45,9 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any
                 raise
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        # torch < 2.6: "Unsupported global: GLOBAL os.system"; torch 2.6-2.13: "Weights only load failed ...
+        # Trying to load unsupported GLOBAL posix.system whose module posix is blocked."
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(exc), re.IGNORECASE)
         if found:
             raise DataError(
                 f"refused to load: the file needs code to run ({found.group(1)}); only plain weights files are accepted",

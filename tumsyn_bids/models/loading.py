@@ -129,9 +129,16 @@ def load_weights_files(paths: Sequence[Path], cfg: ModelConfig | None = None) ->
             what = {"official-synthesis": "a published synthesis file: give its stage-1 file too",
                     "official-stage1": "a published stage-1 file: give its synthesis file too"}.get(kind, "not a tumsyn checkpoint")
             raise DataError(what, path=path)
-        return bundle_from_native(obj, path=path, sha256=sha256_file(path))
+        try:
+            return bundle_from_native(obj, path=path, sha256=sha256_file(path))
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            raise DataError(f"not a usable tumsyn checkpoint ({type(exc).__name__}: {exc})", path=path) from None
     if len(paths) == 2:
-        return load_official_pair(*paths)
+        try:
+            return load_official_pair(*paths)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            raise DataError(f"not a usable published weights pair ({type(exc).__name__}: {exc})",
+                            path=as_location(paths)) from None
     raise DataError(f"expected 1 native checkpoint or 2 published files, got {len(paths)}", path=as_location(paths))
 
 
