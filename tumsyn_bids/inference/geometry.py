@@ -12,8 +12,9 @@ Conventions (all per array axis ``d``):
   A scale of 1 (``M == N``) gives ``S = I``: the input grid exactly.
 
 Published index arithmetic (``published=True``, faithful mode): the published TUMSyn demo takes
-the scale ``s = v_in / v_out`` per axis (``v_in`` to 1e-6 mm, as a header states it) and truncates, ``M = int(N * s)`` (``round`` above), and
-places its windows' output grids at ``int(start * s)`` (:mod:`.tiling`). Its output voxels then
+the scale ``s = v_in / v_out`` per axis (``v_in`` to 1e-6 mm, as a header states it) and
+truncates: ``M = int(N * s)`` (``round`` above), and its windows' output grids are placed at
+``int(start * s)`` (:mod:`.tiling`). Its output voxels then
 sit on the regular grid of spacing ``1 / s`` input voxels that starts at the input's first outer
 edge: the affine is ``A_in @ S`` with ``S = [[diag(1/s), 0.5/s - 0.5], [0, 1]]``, the requested
 voxel size exactly, and the same affine as above whenever ``N * s`` is an integer. (The published
