@@ -157,7 +157,7 @@ def make_jobs(settings: "Settings", plan: "Plan", model_name: str | None, sha256
 
 def write_plan_records(settings: "Settings", plan: "Plan") -> None:
     """``sub-X/log/tumsyn_plan.json``: what was planned per participant (the group level reads it)."""
-    from tumsyn_bids.bids.derivatives import atomic_write_json
+    from tumsyn_bids.bids.derivatives import atomic_write_json, synthetic_relpath
     from tumsyn_bids.reports.collect import PLAN_FILE
 
     per_subject: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -168,6 +168,12 @@ def write_plan_records(settings: "Settings", plan: "Plan") -> None:
             "target": output.target,
             "prompt": output.prompt.text(),
         })
+    for key, message in plan.failed.items():  # no usable source: planned, not written (the group level lists it)
+        for target in settings.targets:
+            per_subject[key.split("_")[0][len("sub-"):]].append({
+                "output": synthetic_relpath(f"{key}_T1w.nii.gz", target).as_posix(),
+                "source": None, "target": target, "prompt": None, "failed": message,
+            })
     for subject, outputs in per_subject.items():
         atomic_write_json(Path(settings.output_dir) / f"sub-{subject}" / "log" / PLAN_FILE,
                           {"run_uuid": settings.run_uuid, "outputs": outputs})

@@ -87,7 +87,8 @@ def find_missing(out_dir: str | Path, records: list[OutputRecord]) -> dict[str, 
         items: list[str] = []
         planned = planned_outputs(out_dir, sub)
         if planned:
-            items += [f"{p['output']} (not written)" for p in planned if p.get("output") not in present]
+            items += [f"{p['output']} (not written" + (f": {p['failed']})" if p.get("failed") else ")")
+                      for p in planned if p.get("output") not in present]
         else:
             items += [f"no {t} output" for t in sorted(all_targets - targets_by_sub.get(sub, set()))]
         crashes = crash_files(out_dir, sub)
