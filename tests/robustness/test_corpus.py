@@ -62,19 +62,6 @@ def image_of(root: Path, sub: str = "01") -> Path:
     return root / f"sub-{sub}" / "anat" / f"sub-{sub}_T1w.nii.gz"
 
 
-def annex(root: Path, names_absent: tuple[str, ...] = ()) -> None:
-    """Turn every image into a git-annex symlink; drop the content of ``names_absent``."""
-    for img in sorted(root.glob("sub-*/**/*.nii*")):
-        data = img.read_bytes()
-        key = f"SHA256E-s{len(data)}--{hashlib.sha256(data).hexdigest()}.nii.gz"
-        obj = root / ".git" / "annex" / "objects" / "Xy" / "Zw" / key / key
-        obj.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(img, obj)
-        img.symlink_to(os.path.relpath(obj, img.parent))
-        if img.name in names_absent:
-            obj.unlink()
-
-
 # --- dataset builders: each returns the extra CLI arguments -------------------------------------
 
 
@@ -230,7 +217,7 @@ def b_zero_voxel_size(root):
 
 def b_dangling_annex(root):
     base(root)
-    annex(root, names_absent=("sub-01_T1w.nii.gz",))
+    H.annex(root, names_absent=("sub-01_T1w.nii.gz",))
     return []
 
 
@@ -437,7 +424,7 @@ def c_duplicate_runs(plan, stderr):
 
 def b_annexed(root):
     base(root, images={"sub-01/anat/sub-01_T1w.nii.gz": T1, "sub-01/anat/sub-01_T2w.nii.gz": fx.EYETRACKING_T2W})
-    annex(root)
+    H.annex(root)
     return ["--dry-run", "--target", "FLAIR"]
 
 
@@ -450,7 +437,7 @@ def c_annexed(plan, stderr):
 def b_partly_fetched(root):
     base(root, images={"sub-01/anat/sub-01_T1w.nii.gz": T1, "sub-01/anat/sub-01_T2w.nii.gz": fx.EYETRACKING_T2W})
     save(root / "sub-01/anat/sub-01_T2w.nii.gz", blob(scale=500))  # other content: another annex key
-    annex(root, names_absent=("sub-01_T1w.nii.gz",))
+    H.annex(root, names_absent=("sub-01_T1w.nii.gz",))
     return ["--dry-run"]
 
 
