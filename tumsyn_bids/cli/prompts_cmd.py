@@ -42,6 +42,8 @@ def prompts(
     except TumsynError as exc:
         typer.echo(f"tumsyn prompts: error: {exc}", err=True)
         raise typer.Exit(int(exc.exit_code)) from None
+    for line in plan.warnings + plan.unreadable:  # implausible sidecar values, images passed over
+        typer.echo(f"tumsyn prompts: warning: {line}", err=True)
     if as_json:
         typer.echo(plan.to_json())
         return
