@@ -91,6 +91,17 @@ def wants_gpu(device: str) -> bool:
     return gpu_count() > 0
 
 
+def check_device(device: str) -> None:
+    """An explicitly requested CUDA device must exist (DeviceError, exit 70); ``auto``/``cpu`` need no check.
+
+    Only ``cuda``/``cuda:N`` touch torch.cuda here (MultiProc workers start with forkserver, never fork).
+    """
+    if str(device).lower().startswith("cuda"):
+        from tumsyn_bids.inference.device import resolve_device
+
+        resolve_device(device)
+
+
 def _model_identity(settings: "Settings") -> tuple[str, str]:
     """(model name, weights sha256), loading the weights once on CPU (checks them early)."""
     from tumsyn_bids.models.loading import load_model
@@ -249,6 +260,7 @@ class _Progress:
 # --------------------------------------------------------------------------------------------
 def run_participant_level(settings: "Settings", plan: "Plan") -> int:
     """Synthesize every planned output; write derivatives and reports; return the exit code."""
+    check_device(settings.device)  # before anything is written: one line, exit 70
     out_dir = Path(settings.output_dir)
     _ensure_dir(out_dir)
     _ensure_dir(Path(settings.work_dir))

@@ -127,3 +127,21 @@ def test_relative_path_comes_from_the_link(tmp_path):
         assert dataset_relpath(alias / "sub-01/anat/sub-01_T1w.nii.gz", tmp_path) == "sub-01/anat/sub-01_T1w.nii.gz"
     finally:
         alias.unlink()
+
+
+def test_cuda_without_cuda_fails_before_any_output(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    import fixtures_bids as fx
+
+    bids = fx.make_dataset(tmp_path / "bids", {"sub-01/anat/sub-01_T1w.nii.gz": fx.EYETRACKING_T1W})
+    out = tmp_path / "out"
+    env = dict(os.environ, TUMSYN_BIDS_VALIDATOR="builtin")
+    proc = subprocess.run([sys.executable, "-m", "tumsyn_bids", bids, out, "participant", "-w", tmp_path / "work",
+                           "--device", "cuda"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 70, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("tumsyn-bids: error: device 'cuda' requested but CUDA is not available here"), last
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() or not any(out.iterdir())  # nothing written: no conform or mask ran first
