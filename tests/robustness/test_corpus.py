@@ -523,6 +523,52 @@ def b_skip_existing(root):
     return ["--skip-existing"]
 
 
+def b_bom_sidecar(root):
+    base(root)
+    sidecar = root / "sub-01/anat/sub-01_T1w.json"
+    sidecar.write_bytes(b"\xef\xbb\xbf" + sidecar.read_bytes())
+    return []
+
+
+def b_huge_header_small_file(root):
+    base(root)
+    path = image_of(root)
+    header = nb.Nifti1Header()
+    header.set_data_shape((2000, 2000, 2000))
+    header.set_data_dtype(np.int16)
+    header.set_zooms((0.1, 0.1, 0.1))
+    header["vox_offset"] = 352
+    raw = header.binaryblock + b"\x00" * 4 + np.ones(1000, np.int16).tobytes()
+    path.write_bytes(gzip.compress(raw))
+    return []
+
+
+def b_nifti2(root):
+    base(root)
+    nb.save(nb.Nifti2Image(blob(), np.eye(4)), str(image_of(root)))
+    return ["--dry-run"]
+
+
+def b_multi_echo_list(root):
+    base(root, images={"sub-01/anat/sub-01_T1w.nii.gz": dict(T1, EchoTime=[0.002, 0.004, 0.006])})
+    return ["--dry-run"]
+
+
+def c_multi_echo_list(plan, stderr):
+    assert "warning" not in stderr
+    assert plan["outputs"][0]["source_prompt_fields"]["te_ms"] == pytest.approx(2.0)
+
+
+def b_unknown_target(root):
+    base(root)
+    return ["--target", "T3w"]
+
+
+def b_zero_voxel_option(root):
+    base(root)
+    return ["--voxel", "0", "1", "1"]
+
+
 # --- the table ----------------------------------------------------------------------------------
 
 
@@ -601,6 +647,13 @@ CASES: dict[str, Case] = {
     "session_without_images": Case(b_empty_session, 0, r"", c_ok),
     "one_unusable_session": Case(b_one_bad_session, 0, r"", c_one_bad_session),
     "sub_prefixed_label": Case(b_sub_prefix_label, 0, r"", c_ok),
+    "bom_in_sidecar": Case(b_bom_sidecar, 65, E + r"\S+sub-01_T1w.json: sidecar starts with a UTF-8 byte-order mark"),
+    "nifti2": Case(b_nifti2, 0, r"", c_ok),
+    "multi_echo_list": Case(b_multi_echo_list, 0, r"", c_multi_echo_list),
+    "huge_header_small_file": Case(b_huge_header_small_file, 65,
+                                   E + r"\S+sub-01_T1w.nii.gz: truncated: 2352 of 16000000352 bytes"),
+    "unknown_target": Case(b_unknown_target, 64, E + r"--target: .*T3w"),
+    "zero_voxel_option": Case(b_zero_voxel_option, 64, E + r"--voxel"),
 }
 
 

@@ -105,9 +105,20 @@ def build_layout(
     except OSError as exc:  # pybids reports a sidecar that is not JSON as OSError naming the file
         match = re.search(r"filename='([^']+)'", str(exc))
         where = match.group(1) if match else bids_dir
+        if match and _starts_with_bom(Path(where)):
+            raise DataError("sidecar starts with a UTF-8 byte-order mark (BOM), which JSON forbids and pybids "
+                            "cannot read; save it without the BOM", path=where) from exc
         raise DataError("sidecar is not valid JSON; fix it or remove it", path=where) from exc
     except ValueError as exc:
         raise DataError(f"pybids cannot index the dataset ({str(exc).splitlines()[0]})", path=bids_dir) from exc
+
+
+def _starts_with_bom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(3) == b"\xef\xbb\xbf"
+    except OSError:
+        return False
 
 
 def _query_filters(bids_filters: dict, suffix: str) -> dict:
