@@ -1,4 +1,6 @@
-"""``tumsyn train``: stage 1 (contrastive text encoder) and stage 2 (synthesis) training."""
+"""``tumsyn train``: the shipped physics-structured ``tumsyn-small`` on simulated label-map patches
+(default), or the published two-stage TUMSyn recipe (contrastive text encoder, then synthesis) for
+the ``lccd`` architecture, on paired BIDS data or simulated subjects (``--model lccd-small``)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ def train(
     stage1_steps: Annotated[Optional[int], typer.Option("--stage1-steps", min=0, help="Total stage-1 steps.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoints in --out.")] = False,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Architecture to train (tumsyn-small).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="tumsyn-small (physics-structured, default without BIDS_DIR) or lccd-small (two-stage TUMSyn recipe, default with BIDS_DIR).")] = None,
+    patch_size: Annotated[int, typer.Option("--patch-size", min=8, help="tumsyn-small: training patch edge (voxels, multiple of 8).")] = 48,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="tumsyn-small: patches per step.")] = 2,
     participant_label: Annotated[Optional[list[str]], typer.Option("--participant-label", help="Subjects to use.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for torch.")] = None,
     labelmaps: Annotated[Optional[list[Path]], typer.Option("--labelmaps", help="Label maps (files or folders) for simulated training.")] = None,
@@ -29,6 +33,10 @@ def train(
     from tumsyn_bids.training.config import load_config, override
 
     try:
+        if (model or ("lccd-small" if bids_dir is not None else "tumsyn-small")) == "tumsyn-small":
+            record = _train_physics(labelmaps, out, steps, resume, seed, threads, patch_size, batch_size)
+            typer.echo(f"model: {record['model_file']} (sha256 {record['sha256'][:12]})")
+            return
         stages = {"1": (1,), "2": (2,), "all": (1, 2)}.get(stage)
         if stages is None:
             raise _usage(f"--stage must be 1, 2 or all, not {stage!r}")
@@ -47,6 +55,34 @@ def train(
         typer.echo(f"tumsyn: error: {exc}", err=True)
         raise typer.Exit(int(exc.exit_code)) from None
     typer.echo(f"model: {record['model_file']} (sha256 {record['sha256'][:12]})")
+
+
+def _train_physics(labelmaps, out: Path, steps, resume: bool, seed, threads, patch_size: int, batch_size: int) -> dict:
+    """Train (or resume) the physics-structured model in ``out`` and export ``out/model.pt``."""
+    import dataclasses
+    import json
+
+    import torch
+
+    from tumsyn_bids.training.physics_data import SimConfig
+    from tumsyn_bids.training.physics_train import PhysicsTrainConfig, export, train
+
+    if not labelmaps:
+        raise _usage("tumsyn-small trains on label maps: give --labelmaps FILE_OR_FOLDER")
+    if patch_size % 8:
+        raise _usage(f"--patch-size {patch_size}: must be a multiple of 8")
+    state = out / "state.pt"
+    if resume and state.is_file():
+        saved = torch.load(state, map_location="cpu", weights_only=False)
+        cfg = PhysicsTrainConfig.from_dict(json.loads(saved["config"]))
+        cfg = dataclasses.replace(cfg, labelmaps=[str(p) for p in labelmaps], steps=steps or cfg.steps)
+    else:
+        if state.is_file():
+            raise _usage(f"{out} holds a training run: pass --resume to continue it or choose another --out")
+        cfg = PhysicsTrainConfig(labelmaps=[str(p) for p in labelmaps], steps=steps or 4000, seed=seed or 0,
+                                 threads=threads or 2, batch_size=batch_size, sim=SimConfig(size=patch_size))
+    train(cfg, out, resume=resume, report=lambda m: typer.echo(m))
+    return export(out)
 
 
 def _usage(message: str) -> TumsynError:

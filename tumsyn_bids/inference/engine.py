@@ -398,8 +398,15 @@ class _Runner:
         with self._autocast():
             for q0 in range(0, coords.shape[0], self.chunk):
                 q1 = min(q0 + self.chunk, coords.shape[0])
-                pred[q0:q1] = self.net.decode(feat, coords[None, q0:q1]).reshape(-1).float()
+                pred[q0:q1] = self._net_decode(feat, coords[None, q0:q1]).reshape(-1).float()
         return pred.reshape(win.out_shape)
+
+    def _net_decode(self, feat, coords) -> "torch.Tensor":
+        """``net.decode``; networks that render the target themselves (``conditions_decoder``)
+        also get the prompt's condition vector."""
+        if getattr(self.net, "conditions_decoder", False):
+            return self.net.decode(feat, coords, self.text_feat)
+        return self.net.decode(feat, coords)
 
     def _separable_parts(self, feat, win):
         import torch

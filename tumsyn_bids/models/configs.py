@@ -1,8 +1,11 @@
 """Architecture sizes of the model families (plain dataclasses, no torch).
 
 ``tumsyn-official`` is the published network (reference: 113,595,137 synthesis parameters and a
-CLIP text tower of width 512, 8 blocks, 768-d output). ``tumsyn-small`` is the same code with
-smaller numbers, sized for whole-brain CPU inference.
+CLIP text tower of width 512, 8 blocks, 768-d output). ``lccd-small`` is the same code with
+smaller numbers (for the two-stage TUMSyn training recipe on paired BIDS data). ``tumsyn-small``,
+the model that ships in the package, is the physics-structured network
+(:mod:`tumsyn_bids.models.physics_net`): a 3D U-Net and an implicit decoder of tissue parameters
+rendered with the signal equations.
 """
 
 from __future__ import annotations
@@ -70,8 +73,8 @@ class ModelConfig:
 
 OFFICIAL = ModelConfig(name="tumsyn-official", axis_order="zyx", window=60)
 
-SMALL = ModelConfig(
-    name="tumsyn-small",
+LCCD_SMALL = ModelConfig(
+    name="lccd-small",
     text=TextConfig(width=128, layers=2, heads=4, embed_dim=32),
     synthesis=SynthesisConfig(
         enc_width=24,
@@ -86,10 +89,28 @@ SMALL = ModelConfig(
     window=64,
 )
 
-CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (OFFICIAL, SMALL)}
 
 
-def get_config(name: str) -> ModelConfig:
+@dataclass(frozen=True)
+class PhysicsModelConfig:
+    """A physics-structured model: ``physics-unet`` sizes and its inference window."""
+
+    name: str
+    synthesis_args: dict[str, Any] = field(default_factory=dict)
+    window: int = 64
+    axis_order: str = "xyz"
+
+
+SMALL = PhysicsModelConfig(
+    name="tumsyn-small",
+    synthesis_args={"in_channels": 1, "widths": [8, 24, 48, 96], "feat_dim": 32, "head_hidden": [64, 64]},
+    window=64,
+)
+
+CONFIGS: dict[str, ModelConfig | PhysicsModelConfig] = {c.name: c for c in (OFFICIAL, LCCD_SMALL, SMALL)}
+
+
+def get_config(name: str) -> ModelConfig | PhysicsModelConfig:
     """The named configuration, or a UsageError listing the known names."""
     try:
         return CONFIGS[name]

@@ -27,7 +27,7 @@ from tumsyn_bids.models.checkpoint import (
     safe_load,
 )
 from tumsyn_bids.models.locations import sha256_file
-from tumsyn_bids.models.configs import ModelConfig, get_config
+from tumsyn_bids.models.configs import ModelConfig, PhysicsModelConfig, get_config
 from tumsyn_bids.models.locations import (  # noqa: F401  (re-exported)
     ENV_WEIGHTS,
     WeightsArg,
@@ -57,8 +57,8 @@ PUBLISHED_NORMALISATION: dict[str, Any] = {
 class ModelBundle:
     """A ready-to-run model: both networks in eval mode plus what describes them."""
 
-    net: SynthesisNet
-    text_encoder: TextEncoder
+    net: nn.Module  # SynthesisNet (lccd) or PhysicsSynthNet
+    text_encoder: nn.Module  # TextEncoder (CLIP) or PromptConditioner
     name: str
     sha256: str
     spec: dict[str, Any]
@@ -83,6 +83,10 @@ class ModelBundle:
         cached = self._prompt_cache.get(key)
         if cached is not None:
             return cached
+        if callable(getattr(self.text_encoder, "encode_text", None)):  # physics models: parsed prompt
+            feat = self.text_encoder.encode_text(key).float()
+            self._prompt_cache[key] = feat
+            return feat
         tokens = tokenize(key, context_length=self.text_encoder.context_length).to(self.device)
         with torch.inference_mode():
             feat = self.text_encoder(tokens).float()
@@ -253,9 +257,27 @@ def convert_official(weights: WeightsArg, out: str | Path) -> str:
     return save_native(out, spec, bundle.text_encoder, bundle.net)
 
 
-def build_networks(config: str | ModelConfig = "tumsyn-small") -> tuple[TextEncoder, SynthesisNet, dict[str, Any]]:
-    """Randomly initialised networks of a named configuration and their spec."""
+def physics_spec(model: str, synthesis_args: dict[str, Any], window: int = 64) -> dict[str, Any]:
+    """Checkpoint spec of a physics-structured model (``physics-unet`` + ``prompt-physics``)."""
+    return {
+        "model": model,
+        "text_encoder": {"name": "prompt-physics", "args": {}},
+        "synthesis": {"name": "physics-unet", "args": dict(synthesis_args)},
+        "axis_order": "xyz",
+        "inference": {"window": window},
+        "input": "skull-stripped",
+        "outputs": "tissue maps (PD, T1, T2, T2*, GdR1, susceptibility) rendered with the signal equations",
+        "normalisation": dict(PUBLISHED_NORMALISATION),
+        "training": {},
+    }
+
+
+def build_networks(config: str | ModelConfig | PhysicsModelConfig = "tumsyn-small") -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """Randomly initialised networks (prompt encoder, synthesis net) of a named configuration and their spec."""
     cfg = get_config(config) if isinstance(config, str) else config
+    if isinstance(cfg, PhysicsModelConfig):
+        spec = physics_spec(cfg.name, cfg.synthesis_args, cfg.window)
+        return make(spec["text_encoder"]), make(spec["synthesis"]), spec
     spec = {
         "model": cfg.name,
         "text_encoder": {"name": "clip-text", "args": cfg.text.to_dict()},
@@ -271,7 +293,7 @@ def build_networks(config: str | ModelConfig = "tumsyn-small") -> tuple[TextEnco
 
 
 def make_random_bundle(
-    config: str | ModelConfig = "tumsyn-small", seed: int = 0, device: str | torch.device = "cpu"
+    config: str | ModelConfig | PhysicsModelConfig = "tumsyn-small", seed: int = 0, device: str | torch.device = "cpu"
 ) -> ModelBundle:
     """A random-weight bundle (eval mode) for wiring tests; sha256 is a fixed 'random-<seed>' tag."""
     with torch.random.fork_rng(devices=[]):

@@ -34,7 +34,7 @@ def registered() -> list[str]:
 
 def _import_builtins() -> None:
     # Importing the modules runs their @register decorators.
-    from tumsyn_bids.models import synthesis, text_encoder  # noqa: F401
+    from tumsyn_bids.models import physics_net, synthesis, text_encoder  # noqa: F401
 
 
 def make(spec: dict[str, Any], args: dict[str, Any] | None = None, load_sd: bool = False):

@@ -7,7 +7,9 @@ per-kind power law through the 1.5 T and 3 T values (an extrapolation: approxima
 
 Sources (values rounded, ranges widened to cover the spread between mapping methods):
 - WM, cortical GM, CSF, fat, muscle: Stanisz et al., MRM 2005 (3 T); Wansapura et al., JMRI 1999
-  (3 T in vivo); the 1.5 T table of Bottomley et al., Med Phys 1984 as summarised in the
+  (3 T in vivo); cortical GM T1 at 3 T 1300-1650 ms (Wansapura 1331 ms, Stanisz 1820 ms in vitro
+  at 37 C is above in vivo values; reviews of 3 T in vivo mapping, Bojorquez et al., MRI 2017,
+  put most GM values near 1350-1600 ms); the 1.5 T table of Bottomley et al., Med Phys 1984 as summarised in the
   "Relaxation (NMR)" encyclopaedia entry; WM T1 spread 0.6-1.1 s at 3 T: Asslaender 2024
   (arXiv 2409.05318). PD: BrainWeb relative values (CSF 1, GM 0.86, WM 0.77), widened.
 - Deep grey matter (T1 between WM and cortex, short T2/T2* from iron): Gelman et al., Radiology
@@ -22,6 +24,7 @@ Sources (values rounded, ranges widened to cover the spread between mapping meth
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -49,7 +52,7 @@ class TissueKind:
 KINDS: dict[str, TissueKind] = {
     "air": TissueKind((1e4, 1e4), (1e4, 1e4), (1.0, 1.0), (1.0, 1.0), (1.0, 1.0), (1.0, 1.0), (0.0, 0.0)),
     "wm": TissueKind((600, 880), (750, 1100), (65, 90), (60, 85), (55, 75), (40, 55), (0.65, 0.77), brain=True),
-    "gm": TissueKind((920, 1200), (1300, 1820), (85, 110), (85, 110), (65, 90), (50, 70), (0.78, 0.88), brain=True),
+    "gm": TissueKind((920, 1200), (1300, 1650), (85, 110), (85, 110), (65, 90), (50, 70), (0.78, 0.88), brain=True),
     "csf": TissueKind((3000, 4500), (3500, 4500), (1400, 2300), (1300, 2000), (300, 600), (150, 400), (0.95, 1.0), brain=True),
     "thalamus": TissueKind((750, 900), (1050, 1350), (70, 90), (70, 85), (50, 70), (40, 55), (0.72, 0.82), (0, 0), (0.0, 0.1), True),
     "caudate": TissueKind((900, 1100), (1250, 1500), (80, 100), (75, 95), (55, 75), (40, 55), (0.76, 0.86), (0, 0), (0.1, 0.2), True),
@@ -216,3 +219,48 @@ def nominal_tissue_properties(classes, field_strength: float) -> TissuePropertie
     sus = np.array([sum(KINDS[c.kind].susceptibility) / 2 for c in classes])
     return TissueProperties(classes, float(field_strength), mids["t1"], mids["t2"], np.minimum(mids["t2s"], mids["t2"]),
                             mids["pd"], gd, sus, sum(GD_RELAXIVITY_PER_S_MM) / 2)
+
+
+# Between-subject spread of healthy adult relaxation times, as log-normal standard deviations
+# (coefficient of variation): a subject-wide part shared by all tissues (scanner calibration,
+# B1, mapping method, age) and a smaller per-class part (tissue ratios such as GM/WM T1 vary
+# between healthy subjects by a few per cent only). Sizes from the spread of single-method
+# studies: WM/GM T1 CV ~4-7 % and T2 CV ~3-6 % at 3 T (Wansapura et al., JMRI 1999; Stanisz et
+# al., MRM 2005; Bojorquez et al., MRI 2017 review of 3 T values), PD CV ~2-4 % (Gras et al.,
+# PLoS One 2013, quantitative water content), T2* CV ~5-10 % (Peters et al., MRI 2007).
+# The shared part keeps the GM/WM T1 ratio near its population value (~1.5-1.6 at 3 T), so GM
+# and WM never swap order on FLAIR or MPRAGE, as they do not in real scans.
+POPULATION_LOG_SD: dict[str, tuple[float, float]] = {  # (subject-wide, per class)
+    "t1": (0.05, 0.02),
+    "t2": (0.05, 0.02),
+    "t2s": (0.07, 0.04),
+    "pd": (0.025, 0.015),
+}
+# Kinds whose table range is itself a guess (unpublished SynthSeg classes, fallback): uniform draw.
+BROAD_KINDS = frozenset({"extracerebral", "unknown"})
+
+
+def draw_population_properties(phantom_or_classes, field_strength: float, rng: np.random.Generator,
+                               spread: float = 1.0) -> TissueProperties:
+    """Tissue values around the population means (:func:`nominal_tissue_properties`) with a
+    realistic, correlated between-subject spread (:data:`POPULATION_LOG_SD` times ``spread``).
+
+    ``spread=0`` gives the population means exactly. Broad kinds (unpublished extra-cerebral
+    classes) keep a uniform draw over their range. T2* never exceeds T2; PD stays <= 1.
+    """
+    classes = tuple(getattr(phantom_or_classes, "classes", phantom_or_classes))
+    mean = nominal_tissue_properties(classes, field_strength)
+    n = len(classes)
+    values = {}
+    for key in ("t1", "t2", "t2s", "pd"):
+        shared_sd, own_sd = POPULATION_LOG_SD[key]
+        z = shared_sd * rng.standard_normal() + own_sd * rng.standard_normal(n)
+        values[key] = getattr(mean, key) * np.exp(spread * z)
+    broad = np.array([c.kind in BROAD_KINDS for c in classes])
+    if broad.any():
+        uniform = draw_tissue_properties([c for c in classes if c.kind in BROAD_KINDS], field_strength, rng)
+        for key in ("t1", "t2", "t2s", "pd"):
+            values[key][broad] = getattr(uniform, key)
+    values["pd"] = np.minimum(values["pd"], 1.0)
+    values["t2s"] = np.minimum(values["t2s"], values["t2"])
+    return dataclasses.replace(mean, t1=values["t1"], t2=values["t2"], t2s=values["t2s"], pd=values["pd"])

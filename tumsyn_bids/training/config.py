@@ -67,7 +67,7 @@ class DataConfig:
 class TrainConfig:
     """Everything one training run needs; saved in checkpoints and the training record."""
 
-    model: str = "tumsyn-small"
+    model: str = "lccd-small"  # the two-stage TUMSyn recipe trains the published architecture
     seed: int = 0
     amp: bool = True  # bf16 autocast (CPU) / fp16 (CUDA)
     device: str = "cpu"

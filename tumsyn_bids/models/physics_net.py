@@ -1,0 +1,205 @@
+"""Physics-structured synthesis network (registry ``physics-unet``) and its prompt conditioner.
+
+The network does not paint intensities. A small 3D U-Net encodes the (normalised, skull-stripped)
+source window into a feature map; an implicit decoder samples it at any query coordinate
+(trilinear, as the LIIF-style ``lccd`` decoder) and a point-wise MLP turns the samples into tissue
+parameters: proton density, T1, T2, T2*, the T1 shortening by gadolinium and a venous/iron
+susceptibility weight. The target image is rendered from these maps with the signal equations of
+:mod:`tumsyn_bids.physics.torch_signals` at the TR/TE/TI/flip angle the prompt asks for, so the
+prompt's timing changes contrast exactly as the physics says. The source contrast is not given to
+the network: it is trained to read any contrast (SynthSR-style domain randomisation).
+
+The conditioner (registry ``prompt-physics``, no trainable weights) turns the target prompt into a
+fixed-layout vector: the resolved protocol (:mod:`tumsyn_bids.physics.prompt_protocol`) plus field
+strength, age and sex. Field strength, age and sex modulate the U-Net bottleneck (FiLM), because
+relaxation times depend on them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tumsyn_bids.models.decoder import MLP, sample_features
+from tumsyn_bids.models.registry import register
+from tumsyn_bids.protocols import SEQUENCES, Protocol
+
+log = logging.getLogger(__name__)
+
+MAP_NAMES = ("PD", "T1", "T2", "T2star", "GdR1", "Susceptibility")  # output channel order
+MAP_UNITS = {"PD": "relative (CSF = 1)", "T1": "ms", "T2": "ms", "T2star": "ms",
+             "GdR1": "1/s (T1 shortening by gadolinium)", "Susceptibility": "0-1 (SWI weight)"}
+# Conditioning vector: sequence one-hot, TR, TE, TI (0 = none), flip angle (0 = T2var),
+# field strength, age (-1 = unknown), sex (+1 F, -1 M, 0 unknown), T1CE flag, SWI flag.
+COND_DIM = len(SEQUENCES) + 9
+_TR, _TE, _TI, _FA, _B0, _AGE, _SEX, _T1CE, _SWI = range(len(SEQUENCES), COND_DIM)
+
+
+def condition_vector(protocol: Protocol, contrast: str, age: float | None, sex: str | None) -> torch.Tensor:
+    """(1, COND_DIM) float32 vector describing the target acquisition and the subject."""
+    v = torch.zeros(1, COND_DIM)
+    v[0, SEQUENCES.index(protocol.sequence)] = 1.0
+    v[0, _TR], v[0, _TE] = float(protocol.tr_ms), float(protocol.te_ms)
+    v[0, _TI] = float(protocol.ti_ms or 0.0)
+    v[0, _FA] = 0.0 if isinstance(protocol.flip_angle, str) else float(protocol.flip_angle)
+    v[0, _B0] = float(protocol.field_strength)
+    v[0, _AGE] = -1.0 if age is None else float(age)
+    v[0, _SEX] = {"F": 1.0, "M": -1.0}.get(str(sex), 0.0)
+    v[0, _T1CE] = float(contrast == "T1CE")
+    v[0, _SWI] = float(contrast == "SWI")
+    return v
+
+
+def protocol_of(cond: torch.Tensor) -> tuple[Protocol, str]:
+    """Inverse of :func:`condition_vector` for one row: (protocol, contrast)."""
+    row = [float(x) for x in cond.reshape(-1, COND_DIM)[0].tolist()]
+    sequence = SEQUENCES[max(range(len(SEQUENCES)), key=lambda i: row[i])]
+    contrast = "T1CE" if row[_T1CE] > 0.5 else "SWI" if row[_SWI] > 0.5 else ""
+    flip: float | str = row[_FA] if row[_FA] > 0 else "T2var"
+    protocol = Protocol(contrast or "render", sequence, row[_B0], row[_TR], row[_TE],
+                        row[_TI] if row[_TI] > 0 else None, flip)
+    return protocol, contrast
+
+
+def subject_features(cond: torch.Tensor) -> torch.Tensor:
+    """(B, 3) FiLM input: field strength, age and sex, roughly centred and scaled."""
+    cond = cond.reshape(-1, COND_DIM)
+    b0 = (cond[:, _B0] - 2.25) / 0.75
+    age = torch.where(cond[:, _AGE] < 0, torch.zeros_like(cond[:, _AGE]), (cond[:, _AGE] - 50.0) / 20.0)
+    return torch.stack([b0, age, cond[:, _SEX]], dim=1)
+
+
+@register("prompt-physics")
+class PromptConditioner(nn.Module):
+    """Prompt text -> condition vector (no weights; the ``text_encoder`` of a physics bundle)."""
+
+    def __init__(self, cond_dim: int = COND_DIM):
+        super().__init__()
+        if cond_dim != COND_DIM:
+            raise ValueError(f"prompt-physics condition size is {COND_DIM}, not {cond_dim}")
+        self.register_buffer("_anchor", torch.zeros(0), persistent=False)  # carries the device
+
+    def encode_text(self, text: str) -> torch.Tensor:
+        from tumsyn_bids.physics.prompt_protocol import target_acquisition
+        from tumsyn_bids.prompts import parse_prompt
+
+        prompt = parse_prompt(text)
+        target = target_acquisition(prompt)
+        log.info("target acquisition: %s %s TR %.1f TE %.1f TI %s FA %s at %.1f T%s", target.contrast,
+                 target.protocol.sequence, target.protocol.tr_ms, target.protocol.te_ms, target.protocol.ti_ms,
+                 target.protocol.flip_angle, target.protocol.field_strength,
+                 f" ({target.note})" if target.note else "")
+        vec = condition_vector(target.protocol, target.contrast, prompt.age, prompt.sex)
+        return vec.to(self._anchor.device)
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv3d(cin, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+                         nn.Conv3d(cout, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
+
+
+class UNet3D(nn.Module):
+    """Plain 3D U-Net without normalisation layers (window statistics would make tiles disagree)."""
+
+    def __init__(self, in_channels: int, widths: Sequence[int], out_channels: int, film_dim: int = 3):
+        super().__init__()
+        widths = list(widths)
+        self.down = nn.ModuleList([_block(in_channels, widths[0])])
+        self.pool = nn.ModuleList()
+        for a, b in zip(widths[:-1], widths[1:]):
+            self.pool.append(nn.Conv3d(a, a, 2, stride=2))
+            self.down.append(_block(a, b))
+        self.film = nn.Linear(film_dim, 2 * widths[-1])
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        self.up = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        for a, b in zip(widths[::-1][:-1], widths[::-1][1:]):
+            self.up.append(nn.ConvTranspose3d(a, b, 2, stride=2))
+            self.merge.append(_block(2 * b, b))
+        self.out = nn.Conv3d(widths[0], out_channels, 1)
+        self.levels = len(widths)
+
+    def forward(self, x: torch.Tensor, film_in: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            if i:
+                x = self.pool[i - 1](x)
+            x = block(x)
+            skips.append(x)
+        gamma, beta = self.film(film_in.to(x.dtype)).chunk(2, dim=1)
+        x = x * (1 + gamma[:, :, None, None, None]) + beta[:, :, None, None, None]
+        for up, merge, skip in zip(self.up, self.merge, skips[-2::-1]):
+            x = merge(torch.cat([up(x), skip], dim=1))
+        return self.out(x)
+
+
+@register("physics-unet")
+class PhysicsSynthNet(nn.Module):
+    """U-Net encoder + implicit tissue-parameter decoder + signal-equation renderer."""
+
+    conditions_decoder = True  # the engine passes the condition vector to decode()
+
+    def __init__(self, in_channels: int = 1, widths: Sequence[int] = (16, 32, 64, 96), feat_dim: int = 32,
+                 head_hidden: Sequence[int] = (64, 64), cond_dim: int = COND_DIM):
+        super().__init__()
+        if cond_dim != COND_DIM:
+            raise ValueError(f"physics-unet condition size is {COND_DIM}, not {cond_dim}")
+        self.config = {"in_channels": in_channels, "widths": list(widths), "feat_dim": feat_dim,
+                       "head_hidden": list(head_hidden), "cond_dim": cond_dim}
+        self.min_window = 2 ** (len(widths) - 1)
+        self.encoder = UNet3D(in_channels, widths, feat_dim)
+        self.head = MLP(feat_dim, len(MAP_NAMES), list(head_hidden))
+
+    def encode(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """(B, 1, D, H, W) normalised windows (edges divisible by 2^(levels-1)) -> features."""
+        if any(s % self.min_window for s in x.shape[2:]):
+            raise ValueError(f"window {tuple(x.shape[2:])} must be divisible by {self.min_window}")
+        film = subject_features(cond).to(x.device).expand(x.shape[0], -1)
+        return self.encoder(x, film)
+
+    @staticmethod
+    def maps_from_raw(raw: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Tissue maps from the head's raw outputs (channel last), in float32 physical units."""
+        raw = raw.float()
+        pd = F.softplus(raw[..., 0])
+        t1 = 1000.0 * torch.exp(raw[..., 1].clamp(-3.0, 2.5))
+        t2 = 100.0 * torch.exp(raw[..., 2].clamp(-3.0, 3.5))
+        t2s = t2 * torch.sigmoid(raw[..., 3] + 1.0)
+        gd = F.softplus(raw[..., 4] - 4.0)  # 1/s
+        sus = torch.sigmoid(raw[..., 5] - 4.0)
+        return {"PD": pd, "T1": t1, "T2": t2, "T2star": t2s, "GdR1": gd, "Susceptibility": sus}
+
+    def dense_maps(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Maps at every feature voxel (training; queries at voxel centres): each (B, D, H, W)."""
+        return self.maps_from_raw(self.head(feat.movedim(1, -1)))
+
+    def query_maps(self, feat: torch.Tensor, coords: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Maps at query coordinates (B, Q, 3) in [-1, 1] (array order): each (B, Q)."""
+        return self.maps_from_raw(self.head(sample_features(feat, coords)))
+
+    @staticmethod
+    def render(maps: dict[str, torch.Tensor], protocol: Protocol, contrast: str = "") -> torch.Tensor:
+        """Image of the maps under ``protocol`` in float32 (autocast off: exp/division need it)."""
+        from tumsyn_bids.physics.torch_signals import render_maps
+
+        device_type = maps["PD"].device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            return render_maps(protocol, maps["PD"], maps["T1"], maps["T2"], maps["T2star"],
+                               gd_r1=maps["GdR1"] / 1000.0, susceptibility=maps["Susceptibility"],
+                               contrast=contrast or protocol.contrast)
+
+    def decode(self, feat: torch.Tensor, coords: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Rendered target at the queries: (B, Q, 1). ``cond`` None returns the PD map."""
+        maps = self.query_maps(feat, coords)
+        if cond is None:
+            return maps["PD"][..., None]
+        protocol, contrast = protocol_of(cond)
+        return self.render(maps, protocol, contrast)[..., None]
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x, cond), coords, cond)

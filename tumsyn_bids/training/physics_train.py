@@ -1,0 +1,286 @@
+"""Train the physics-structured ``tumsyn-small`` on patches simulated from label maps.
+
+    python -m tumsyn_bids.training.physics_train --labelmaps DIR --out RUN_DIR --steps 4000
+
+Losses per sample (inside a border of ``margin`` voxels, where the U-Net sees context):
+L1 on proton density everywhere; L1 on log T1, log T2, log T2* where the target has tissue; L1 on
+the gadolinium and susceptibility maps; and L1 on images rendered from predicted and true maps
+for ``render_targets`` random target protocols (normalised by the true image's 99th percentile).
+Checkpoints (model, optimiser, step, random states, loss log) are written atomically every
+``checkpoint_every`` steps to RUN_DIR; a rerun with the same RUN_DIR resumes. ``export`` writes
+the native checkpoint and training record that :mod:`tumsyn_bids.training.ship` packages.
+The run sizes itself to the device: on CUDA a bigger batch and patch, bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from tumsyn_bids.training.physics_data import SimConfig, load_label_volume, make_batch, random_target_protocol
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HELD_OUT = ("synthseg_training_seg_15", "synthseg_training_seg_16", "synthsr_brain5")
+MODEL_ARGS = {"in_channels": 1, "widths": [8, 24, 48, 96], "feat_dim": 32, "head_hidden": [64, 64]}
+
+
+@dataclass
+class PhysicsTrainConfig:
+    labelmaps: list[str] = field(default_factory=list)
+    held_out: list[str] = field(default_factory=lambda: list(DEFAULT_HELD_OUT))
+    steps: int = 4000
+    batch_size: int = 2
+    lr: float = 1e-3
+    min_lr: float = 2e-5
+    warmup: int = 100
+    weight_decay: float = 1e-4
+    margin: int = 4
+    render_targets: int = 2
+    seed: int = 0
+    threads: int = 2
+    checkpoint_every: int = 50
+    device: str = "auto"
+    model_args: dict[str, Any] = field(default_factory=lambda: dict(MODEL_ARGS))
+    sim: SimConfig = field(default_factory=SimConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PhysicsTrainConfig":
+        d = dict(d)
+        sim = SimConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("sim", {}).items()})
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__}, sim=sim)
+
+
+def labelmap_files(entries: list[str], held_out: list[str]) -> tuple[list[Path], list[Path]]:
+    """(training files, held-out files) among the label maps the entries name (files or folders)."""
+    from tumsyn_bids.training.data_sim import is_held_out, labelmap_files as find
+
+    files = find(entries)
+    train = [f for f in files if not is_held_out(f, held_out)]
+    held = [f for f in files if is_held_out(f, held_out)]
+    return train, held
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def size_to_device(cfg: PhysicsTrainConfig, device: torch.device) -> PhysicsTrainConfig:
+    """On a GPU: bigger patches and batches (minutes there are hours of a laptop CPU)."""
+    if device.type != "cuda":
+        return cfg
+    free, _ = torch.cuda.mem_get_info(device)
+    batch = 8 if free > 40e9 else 4
+    return dataclasses.replace(cfg, batch_size=max(cfg.batch_size, batch),
+                               sim=dataclasses.replace(cfg.sim, size=max(cfg.sim.size, 64)))
+
+
+def lr_at(step: int, cfg: PhysicsTrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def losses(net, batch: dict, cfg: PhysicsTrainConfig, rng: np.random.Generator, device: torch.device,
+           amp: bool) -> dict[str, torch.Tensor]:
+    """The loss terms of one batch (see module docstring)."""
+    from tumsyn_bids.models.physics_net import COND_DIM
+
+    x = batch["x"].to(device).contiguous(memory_format=torch.channels_last_3d)
+    cond = torch.zeros(x.shape[0], COND_DIM, device=device)
+    cond[:, -5], cond[:, -4], cond[:, -3] = batch["field"].to(device), batch["age"].to(device), batch["sex"].to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        feat = net.encode(x, cond)
+        pred = net.dense_maps(feat)
+    m = cfg.margin
+    inner = (slice(None), slice(m, -m or None), slice(m, -m or None), slice(m, -m or None))
+    gt = batch["maps"].to(device)
+    weight = batch["weight"].to(device)[inner]
+    tissue = (gt[:, 0][inner] > 0.05).float()
+    n_tissue = tissue.sum().clamp_min(1.0)
+    p = {k: v[inner] for k, v in pred.items()}
+    g = {"PD": gt[:, 0][inner], "T1": gt[:, 1][inner], "T2": gt[:, 2][inner], "T2star": gt[:, 3][inner],
+         "GdR1": gt[:, 4][inner], "Susceptibility": gt[:, 5][inner]}
+    out = {"pd": ((p["PD"] - g["PD"]).abs() * weight).sum() / weight.sum().clamp_min(1.0)}
+    for key, name in (("T1", "t1"), ("T2", "t2"), ("T2star", "t2s")):
+        diff = (torch.log(p[key]) - torch.log(g[key].clamp_min(1e-3))).abs()
+        out[name] = (diff * tissue).sum() / n_tissue
+    out["gd"] = ((p["GdR1"] - g["GdR1"]).abs() * tissue).sum() / n_tissue * 0.3
+    out["sus"] = ((p["Susceptibility"] - g["Susceptibility"]).abs() * tissue).sum() / n_tissue
+    render = []
+    for b in range(x.shape[0]):
+        for _ in range(cfg.render_targets):
+            protocol, contrast = random_target_protocol(float(batch["field"][b]), rng)
+            pb = {k: v[b] for k, v in p.items()}
+            gb = {k: v[b] for k, v in g.items()}
+            img_t = net.render(gb, protocol, contrast)
+            img_p = net.render(pb, protocol, contrast)
+            sel = tissue[b] > 0
+            scale = torch.quantile(img_t[sel][:20000], 0.99).clamp_min(1e-4) if sel.any() else img_t.max().clamp_min(1e-4)
+            render.append(((img_p - img_t).abs() * weight[b]).sum() / weight[b].sum().clamp_min(1.0) / scale)
+    out["render"] = 3.0 * torch.stack(render).mean()
+    return out
+
+
+def _save_state(path: Path, net, opt, step: int, rng: np.random.Generator, gen: torch.Generator,
+                cfg: PhysicsTrainConfig, wall: float) -> None:
+    from tumsyn_bids.models.checkpoint import atomic_torch_save
+
+    atomic_torch_save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                       "rng": json.dumps(rng.bit_generator.state), "gen": gen.get_state(),
+                       "config": json.dumps(cfg.to_dict()), "wall_seconds": wall}, path)
+
+
+def train(cfg: PhysicsTrainConfig, out_dir: Path, *, resume: bool = True,
+          report: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train (or resume) in ``out_dir``; returns a summary dict. Writes ``state.pt`` and ``losses.jsonl``."""
+    from tumsyn_bids.models.physics_net import PhysicsSynthNet
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    cfg = size_to_device(cfg, device)
+    train_files, held = labelmap_files(cfg.labelmaps, cfg.held_out)
+    if not train_files:
+        from tumsyn_bids.errors import UsageError
+
+        raise UsageError(f"no training label maps found in {cfg.labelmaps}")
+    report(f"label maps: {len(train_files)} for training, {len(held)} held out ({', '.join(p.name for p in held)})")
+    volumes = [load_label_volume(f) for f in train_files]
+    torch.manual_seed(cfg.seed)
+    net = PhysicsSynthNet(**cfg.model_args).to(device).to(memory_format=torch.channels_last_3d)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    step, wall = 0, 0.0
+    state_path = out_dir / "state.pt"
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, wall = int(state["step"]), float(state.get("wall_seconds", 0.0))
+        rng.bit_generator.state = json.loads(state["rng"])
+        gen.set_state(state["gen"])
+        report(f"resumed at step {step}")
+    amp = device.type == "cuda"
+    log_path = out_dir / "losses.jsonl"
+    t_last = time.perf_counter()
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        batch = make_batch(volumes, cfg.sim, cfg.batch_size, rng, gen)
+        terms = losses(net, batch, cfg, rng, device, amp)
+        loss = sum(terms.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        wall += time.perf_counter() - t0
+        record = {"step": step, "loss": float(loss.detach()), **{k: round(float(v.detach()), 5) for k, v in terms.items()},
+                  "lr": lr_at(step - 1, cfg), "sec": round(time.perf_counter() - t0, 3)}
+        with open(log_path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            _save_state(state_path, net, opt, step, rng, gen, cfg, wall)
+        if time.perf_counter() - t_last > 30 or step == cfg.steps:
+            t_last = time.perf_counter()
+            report(f"step {step}/{cfg.steps} loss {float(loss):.4f} "
+                   + " ".join(f"{k} {float(v):.3f}" for k, v in terms.items()) + f" ({record['sec']:.2f} s/step)")
+    return {"steps": step, "wall_seconds": wall, "device": str(device), "train_files": [p.name for p in train_files],
+            "held_out": [p.name for p in held], "config": cfg}
+
+
+def export(out_dir: Path, dest: Path | None = None) -> dict[str, Any]:
+    """Write ``model.pt`` (native checkpoint: spec + weights) and ``training.json`` from ``state.pt``."""
+    from tumsyn_bids.models.checkpoint import save_native
+    from tumsyn_bids.models.loading import PUBLISHED_NORMALISATION, physics_spec
+    from tumsyn_bids.models.physics_net import PhysicsSynthNet, PromptConditioner
+
+    out_dir = Path(out_dir)
+    state = torch.load(out_dir / "state.pt", map_location="cpu", weights_only=False)
+    cfg = PhysicsTrainConfig.from_dict(json.loads(state["config"]))
+    net = PhysicsSynthNet(**cfg.model_args)
+    net.load_state_dict(state["model"])
+    spec = physics_spec("tumsyn-small", cfg.model_args)
+    spec["normalisation"] = dict(PUBLISHED_NORMALISATION)
+    losses_log = [json.loads(x) for x in (out_dir / "losses.jsonl").read_text().splitlines() if x.strip()]
+    losses_log = [r for r in losses_log if r["step"] <= state["step"]]
+    tail = losses_log[-200:]
+    mean_tail = {k: float(np.mean([r[k] for r in tail])) for k in tail[0] if k not in ("step", "lr", "sec")} if tail else {}
+    train_files, held = labelmap_files(cfg.labelmaps, cfg.held_out)
+    spec["training"] = {"recipe": "physics-structured, simulated label-map patches", "steps": int(state["step"]),
+                        "seed": cfg.seed}
+    dest = Path(dest or out_dir / "model.pt")
+    sha = save_native(dest, spec, PromptConditioner(), net)
+    record = {
+        "model": "tumsyn-small",
+        "architecture": "physics-unet",
+        "config": {**cfg.to_dict(), "labelmaps": [Path(p).name for p in cfg.labelmaps]},
+        "data_recipe": {"labelmaps_used": [p.name for p in train_files], "held_out": [p.name for p in held],
+                        "simulation": dataclasses.asdict(cfg.sim)},
+        "hardware": {"platform": platform.platform(), "torch": torch.__version__,
+                     "device": "cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu",
+                     "threads": cfg.threads},
+        "steps": int(state["step"]),
+        "wall_seconds": round(float(state.get("wall_seconds", 0.0)), 1),
+        "final_losses_mean_last_200": mean_tail,
+        "loss_curve": [{k: r[k] for k in ("step", "loss")} for r in losses_log[:: max(1, len(losses_log) // 100)]],
+        "model_file": str(dest),
+        "sha256": sha,
+    }
+    from tumsyn_bids.atomic import atomic_write_text
+
+    atomic_write_text(out_dir / "training.json", json.dumps(record, indent=2, default=str))
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Train the physics-structured tumsyn-small on simulated label-map patches.")
+    ap.add_argument("--labelmaps", nargs="+", required=True, help="label-map files or folders")
+    ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, losses, model.pt)")
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--size", type=int, default=48, help="patch edge (voxels, multiple of 8)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--export-only", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if not args.export_only:
+        cfg = PhysicsTrainConfig(labelmaps=args.labelmaps, steps=args.steps, batch_size=args.batch_size,
+                                 threads=args.threads, seed=args.seed, device=args.device,
+                                 sim=SimConfig(size=args.size))
+        state_path = args.out / "state.pt"
+        if state_path.exists() and not args.no_resume:  # keep the run's own config, extend its steps
+            saved = PhysicsTrainConfig.from_dict(json.loads(torch.load(state_path, weights_only=False)["config"]))
+            cfg = dataclasses.replace(saved, steps=args.steps, labelmaps=args.labelmaps)
+        train(cfg, args.out, resume=not args.no_resume, report=lambda m: print(m, flush=True))
+    record = export(args.out)
+    print(f"model: {record['model_file']} sha256 {record['sha256']}")
+
+
+if __name__ == "__main__":
+    main()
