@@ -1,16 +1,22 @@
-"""Synthesis quality on held-out simulated subjects: the model against two classical baselines.
+"""Synthesis quality on held-out simulated subjects: the model against classical baselines.
 
-Tasks: T1w->T2w, T1w->FLAIR, T1w->PDw, T2w->T1w, FLAIR->T1w, PDw->T1w and thick-slice (1x1x5 mm)
-T1w -> 1 mm T2w. Subjects are simulated (default protocols, deformation, bias, noise,
-skull-stripped) from label maps that were held out of training; the reference is the simulated
-target acquisition. Baselines, in the same run:
-  (a) hist:  the input histogram-matched to the target within the brain mask
-             (skimage.exposure.match_histograms; it sees the target's histogram: an optimistic baseline);
-  (b) lut:   a per-intensity-bin lookup (64 bins) of mean target intensity given the source
-             intensity, learned from the joint histograms of simulated TRAINING subjects.
+Tasks: T1w->T2w, T1w->FLAIR, T1w->PDw, T2w->T1w, FLAIR->T1w, PDw->T1w, thick-slice (1x1x5 mm)
+T1w -> 1 mm T2w, and a lesion case (a white-matter lesion painted into the held-out label map,
+simulated with the lesion tissue values: T1w->T2w and T1w->FLAIR). Subjects are simulated from
+label maps held out of training (default protocols, deformation, skull-stripped). Tissue values:
+``--spread 0`` (default) renders every subject at the population-mean relaxation values, so the
+target is deterministic; ``--spread 1`` draws them with realistic between-subject spread. Sources
+carry bias and Rician noise unless ``--clean``; the reference is the target's noise- and bias-free
+image. Baselines, in the same run:
+  (a) hist:      the source histogram-matched to the target within the brain mask
+                 (skimage.exposure.match_histograms; it sees the target's histogram: optimistic);
+  (b) hist-inv:  the source inverted (max - source inside the mask), then histogram-matched
+                 (strong on contrast-reversing tasks such as T1w->T2w);
+  (c) lut:       a per-intensity-bin lookup (64 bins) of mean target intensity given the source
+                 intensity, learned from the joint histograms of simulated TRAINING subjects.
 Metrics: PSNR/SSIM after percentile 0.01/99.9 normalisation, whole volume and within the mask.
 
-    python benchmarks/quality.py --labelmaps /work/shared/data/labelmaps [--weights model.pt]
+    python benchmarks/quality.py --labelmaps DIR_OF_LABEL_MAPS [--weights model.pt] [--spread 1]
 """
 
 from __future__ import annotations
@@ -25,22 +31,55 @@ from pathlib import Path
 import numpy as np
 
 TASKS = [("T1w", "T2w"), ("T1w", "FLAIR"), ("T1w", "PDw"), ("T2w", "T1w"), ("FLAIR", "T1w"), ("PDw", "T1w"),
-         ("T1w@1x1x5", "T2w")]
+         ("T1w@1x1x5", "T2w"), ("lesion:T1w", "lesion:T2w"), ("lesion:T1w", "lesion:FLAIR")]
 CONTRASTS = ["T1w", "T2w", "FLAIR", "PDw"]
+METHODS = ["model", "hist", "hist-inv", "lut"]
 BINS = 64
+LESION_LABEL = 77  # FreeSurfer WM-hypointensities: simulated with the 'lesion' tissue kind
 
 
-def simulate(source: str, rng: np.random.Generator, field: float, thick: bool):
-    """All benchmark contrasts of one subject (plus the thick-slice T1w), default protocols."""
-    from tumsyn_bids.physics.simulate import draw_subject, simulate_subject
+def lesioned_phantom(phantom, radius_mm: float = 9.0):
+    """The phantom with an irregular lesion painted into cerebral white matter near the brain's centre."""
+    from tumsyn_bids.physics.phantoms import Phantom  # noqa: F401  (type of the argument)
+    from tumsyn_bids.physics.tissues import TissueClass
+
+    labels = phantom.labels.copy()
+    wm = labels == phantom.class_index("cerebral_wm")
+    centre = np.argwhere(wm).mean(0)
+    idx = np.argwhere(wm)
+    centre = idx[np.argmin(((idx - centre) ** 2).sum(1))] + np.array([0, 12, 8])
+    grid = np.indices(labels.shape).transpose(1, 2, 3, 0) - centre
+    vox = np.asarray(phantom.voxel_size)
+    r = np.sqrt((((grid * vox) / np.array([radius_mm, 0.8 * radius_mm, 0.7 * radius_mm])) ** 2).sum(-1))
+    blob = (r < 1.0) & phantom.brain_mask
+    classes = tuple(phantom.classes) + (TissueClass("lesion", "lesion"),)
+    labels[blob] = len(phantom.classes)
+    return dataclasses.replace(phantom, classes=classes, labels=labels), blob
+
+
+def simulate(source: str, rng: np.random.Generator, field: float, spread: float, clean: bool):
+    """All benchmark contrasts of one subject (thick-slice T1w and the lesioned copy included)."""
+    from tumsyn_bids.physics.simulate import SubjectDraw, draw_subject, simulate_subject
+    from tumsyn_bids.physics.tissues import draw_population_properties
     from tumsyn_bids.training.data_sim import SNR_RANGE, cropped_phantom
 
     phantom = cropped_phantom(source)
     draw = draw_subject(phantom, field, rng)
-    kw = dict(field_strength=field, snr=SNR_RANGE, skull_strip=True, subject=draw)
-    sims = simulate_subject(phantom, CONTRASTS, rng, **kw)
-    if thick:
-        sims["T1w@1x1x5"] = simulate_subject(phantom, ["T1w"], rng, thick_slice=(2, 5.0), **kw)["T1w"]
+    lesioned, _ = lesioned_phantom(phantom)
+    props = draw_population_properties(lesioned, field, rng, spread)
+    n = len(phantom.classes)
+    base_props = dataclasses.replace(props, classes=props.classes[:n], t1=props.t1[:n], t2=props.t2[:n],
+                                     t2s=props.t2s[:n], pd=props.pd[:n], gd_mm=props.gd_mm[:n],
+                                     susceptibility=props.susceptibility[:n])
+    kw = dict(field_strength=field, skull_strip=True, noise=not clean, bias=not clean, snr=SNR_RANGE)
+    sims = simulate_subject(phantom, CONTRASTS, rng,
+                            subject=SubjectDraw(draw.age, draw.sex, base_props, draw.transform), **kw)
+    sims["T1w@1x1x5"] = simulate_subject(phantom, ["T1w"], rng, thick_slice=(2, 5.0),
+                                         subject=SubjectDraw(draw.age, draw.sex, base_props, draw.transform),
+                                         **kw)["T1w"]
+    les = simulate_subject(lesioned, ["T1w", "T2w", "FLAIR"], rng,
+                           subject=SubjectDraw(draw.age, draw.sex, props, draw.transform), **kw)
+    sims.update({f"lesion:{k}": v for k, v in les.items()})
     return sims
 
 
@@ -80,8 +119,14 @@ def crop_subject(sims: dict, ref: str, size: int) -> dict:
             ihi = np.minimum(np.ceil(vox[:, :3].max(0)) + 2, img.data.shape).astype(int)
         data, aff = crop_box(img.data, img.affine, ilo, ihi)
         mask, _ = crop_box(img.mask, img.affine, ilo, ihi)
-        out[key] = dataclasses.replace(img, data=data, affine=aff, mask=mask)
+        truth, _ = crop_box(img.ground_truth, img.affine, ilo, ihi)
+        out[key] = dataclasses.replace(img, data=data, affine=aff, mask=mask, ground_truth=truth)
     return out
+
+
+def _base(source: str) -> str:
+    """Contrast of a task's source key ('lesion:T1w' -> 'T1w', 'T1w@1x1x5' -> 'T1w')."""
+    return source.split(":")[-1].split("@")[0]
 
 
 def learn_lut(train_sims: list[dict], src: str, tgt: str) -> np.ndarray:
@@ -92,7 +137,7 @@ def learn_lut(train_sims: list[dict], src: str, tgt: str) -> np.ndarray:
     for sims in train_sims:
         mask = sims[tgt].mask
         s = percentile_normalize(sims[src].data)[mask]
-        t = percentile_normalize(sims[tgt].data)[mask]
+        t = percentile_normalize(sims[tgt].ground_truth)[mask]
         idx = np.clip((s * BINS).astype(int), 0, BINS - 1)
         sums += np.bincount(idx, t, BINS)
         counts += np.bincount(idx, None, BINS)
@@ -117,10 +162,17 @@ def hist_match(image: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.nd
     return out
 
 
+def hist_match_inverted(image: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The source inverted inside the mask (max - value), then histogram-matched to the target."""
+    inverted = np.where(mask, float(image[mask].max()) - image, 0.0).astype(np.float32)
+    return hist_match(inverted, target, mask)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labelmaps", required=True, help="folder of label maps (e.g. the SynthSeg/SynthSR training maps)")
-    ap.add_argument("--held-out", nargs="+", default=["synthseg_training_seg_15", "synthsr_brain5"])
+    ap.add_argument("--held-out", nargs="+", default=["synthseg_training_seg_15", "synthseg_training_seg_16",
+                                                       "synthsr_brain5"])
     ap.add_argument("--train-maps", nargs="+", default=["synthsr_brain1", "synthsr_brain2"],
                     help="training label maps for the lookup baseline")
     ap.add_argument("--model", default="tumsyn-small")
@@ -128,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=None, help="engine window (default: the model's)")
     ap.add_argument("--field", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=123)
+    ap.add_argument("--spread", type=float, default=0.0,
+                    help="tissue-value spread: 0 = population means (deterministic targets), 1 = realistic")
+    ap.add_argument("--clean", action="store_true", help="sources without bias and noise")
+    ap.add_argument("--tasks", nargs="+", default=None, help="subset of tasks, e.g. T1w->T2w")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--crop", type=int, default=0, help="evaluate a central N^3 block (0: whole brain)")
     ap.add_argument("--json", default=None, help="also write the rows here")
@@ -153,18 +209,21 @@ def main(argv: list[str] | None = None) -> int:
     bundle = load_model(args.model, weights=args.weights)
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
-    train_sims = [simulate(files[m], rng, args.field, thick=False) for m in args.train_maps]
-    luts = {(s, t): learn_lut(train_sims, s, t) for s, t in {(s.split("@")[0], t) for s, t in TASKS}}
+    tasks = [t for t in TASKS if args.tasks is None or f"{t[0]}->{t[1]}" in args.tasks]
+    train_sims = [simulate(files[m], rng, args.field, args.spread, args.clean) for m in args.train_maps]
+    luts = {(s, t): learn_lut(train_sims, s, t) for s, t in {(_base(s), t) for s, t in tasks}}
     rows, synth_seconds = [], []
     for held in args.held_out:
-        sims = simulate(files[held], rng, args.field, thick=True)
+        sims = simulate(files[held], rng, args.field, args.spread, args.clean)
         if args.crop:
             sims = crop_subject(sims, "T2w", args.crop)
-        for src, tgt in TASKS:
+        for src, tgt in tasks:
             s_img, t_img = sims[src], sims[tgt]
             mask = t_img.mask
-            proto = default_protocol(tgt, args.field)
-            prompt = Prompt(get_contrast(tgt).prompt_modality, (1.0, 1.0, 1.0), age=t_img.prompt.age, sex=t_img.prompt.sex,
+            reference = t_img.ground_truth
+            tgt_name = tgt.split(":")[-1]
+            proto = default_protocol(tgt_name, args.field)
+            prompt = Prompt(get_contrast(tgt_name).prompt_modality, (1.0, 1.0, 1.0), age=t_img.prompt.age, sex=t_img.prompt.sex,
                             field_strength=args.field, vendor=proto.vendor, tr_ms=proto.tr_ms, te_ms=proto.te_ms,
                             ti_ms=proto.ti_ms, flip_angle=proto.flip_angle)
             res = synthesize(s_img.data, s_img.affine, prompt, bundle, voxel_size=(1.0, 1.0, 1.0), device="cpu",
@@ -176,18 +235,20 @@ def main(argv: list[str] | None = None) -> int:
                                                                t_img.affine)
             candidates = {
                 "model": model_out,
-                "hist": hist_match(src_on_grid, t_img.data, mask),
-                "lut": apply_lut(src_on_grid * mask, mask, luts[(src.split("@")[0], tgt)]),
+                "hist": hist_match(src_on_grid, reference, mask),
+                "hist-inv": hist_match_inverted(src_on_grid, reference, mask),
+                "lut": apply_lut(src_on_grid * mask, mask, luts[(_base(src), tgt)]),
             }
             for method, out in candidates.items():
-                m = compare(out, t_img.data, mask)
+                m = compare(out, reference, mask)
                 rows.append({"subject": held, "task": f"{src}->{tgt}", "method": method,
                              "psnr_masked": m["masked"]["psnr"], "ssim_masked": m["masked"]["ssim"],
                              "psnr": m["whole"]["psnr"], "ssim": m["whole"]["ssim"]})
             print(f"{held} {src}->{tgt}: " + ", ".join(
-                f"{r['method']} {r['psnr_masked']:.2f}/{r['ssim_masked']:.3f}" for r in rows[-3:]), file=sys.stderr)
+                f"{r['method']} {r['psnr_masked']:.2f}/{r['ssim_masked']:.3f}" for r in rows[-len(METHODS):]), file=sys.stderr)
     print_table(rows)
     print(f"\nmodel {bundle.name} sha256 {bundle.sha256[:12]}; field {args.field} T; held-out {args.held_out}; "
+          f"spread {args.spread}; {'clean' if args.clean else 'noisy, biased'} sources; "
           f"crop {args.crop or 'none'}; synthesis {np.mean(synth_seconds):.1f} s per image (engine, CPU); total {time.time() - t_start:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
@@ -197,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(rows: list[dict]) -> None:
     """Mean over subjects per task and method: masked PSNR/SSIM, then whole-volume PSNR/SSIM."""
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    methods = ["model", "hist", "lut"]
+    methods = METHODS
     head = f"{'task':<20}" + "".join(f"{m + ' mPSNR':>13}{'mSSIM':>7}" for m in methods) + \
         "".join(f"{m + ' PSNR':>12}{'SSIM':>7}" for m in methods)
     print(head)

@@ -31,26 +31,26 @@ def _run(bundle, seed: int = 0) -> torch.Tensor:
 
 def test_native_round_trip_and_prompt_cache(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv(ENV_WEIGHTS, raising=False)
-    src = make_random_bundle("tumsyn-small", seed=3)
-    again = make_random_bundle("tumsyn-small", seed=3)
+    src = make_random_bundle("lccd-small", seed=3)
+    again = make_random_bundle("lccd-small", seed=3)
     assert all(torch.equal(a, b) for a, b in zip(src.net.state_dict().values(), again.net.state_dict().values()))
     path = tmp_path / "small.pt"
     digest = save_native(path, src.spec, src.text_encoder, src.net)
     assert digest == sha256_file(path) and not list(tmp_path.glob(".*tmp"))  # atomic write left nothing
     with caplog.at_level("INFO", logger="tumsyn_bids.models.loading"):
-        loaded = load_model("tumsyn-small", weights=path)
-    assert f"model tumsyn-small: weights {path}" in caplog.text and digest in caplog.text
+        loaded = load_model("lccd-small", weights=path)
+    assert f"model lccd-small: weights {path}" in caplog.text and digest in caplog.text
     assert loaded.sha256 == digest and loaded.path == str(path) and loaded.axis_order == "xyz"
     assert loaded.spec["synthesis"]["name"] == "lccd" and not loaded.net.training
     torch.testing.assert_close(_run(loaded), _run(src))
     feat = loaded.encode_prompt(PROMPT)
     assert loaded.encode_prompt(PROMPT) is feat  # cached
     assert not torch.equal(loaded.encode_prompt(PROMPT.replace("T2w", "FLAIR")), feat)
-    assert not torch.equal(make_random_bundle(seed=4).encode_prompt(PROMPT), src.encode_prompt(PROMPT))
+    assert not torch.equal(make_random_bundle("lccd-small", seed=4).encode_prompt(PROMPT), src.encode_prompt(PROMPT))
 
 
 def test_search_order_weights_env_bundled(tmp_path, monkeypatch):
-    a, b = make_random_bundle(seed=1), make_random_bundle(seed=2)
+    a, b = make_random_bundle("lccd-small", seed=1), make_random_bundle("lccd-small", seed=2)
     pa, pb = tmp_path / "a.pt", tmp_path / "b.pt"
     save_native(pa, a.spec, a.text_encoder, a.net)
     save_native(pb, b.spec, b.text_encoder, b.net)
@@ -133,7 +133,7 @@ def test_wrong_architecture_lists_keys(tmp_path):
     assert "unexpected keys [1]: fusion.block.0.norm1.body.weight" in msg
     assert "shape mismatch [1]: encoder.tail.0.bias (5,)!=(96,)" in msg
     # a native checkpoint whose spec does not match its weights
-    small, other = make_random_bundle("tumsyn-small"), SynthesisNet(enc_width=4, n_resblocks=1, feat_dim=8, text_dim=32, heads=2)
+    small, other = make_random_bundle("lccd-small"), SynthesisNet(enc_width=4, n_resblocks=1, feat_dim=8, text_dim=32, heads=2)
     bad = tmp_path / "bad.pt"
     save_native(bad, small.spec, small.text_encoder, other)
     with pytest.raises(DataError, match="wrong architecture for synthesis network 'lccd': missing keys"):
@@ -144,7 +144,7 @@ def test_wrong_architecture_lists_keys(tmp_path):
 
 
 def test_truncated_and_foreign_files(tmp_path):
-    src = make_random_bundle()
+    src = make_random_bundle("lccd-small")
     good = tmp_path / "good.pt"
     save_native(good, src.spec, src.text_encoder, src.net)
     cut = tmp_path / "cut.pt"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tumsyn_bids.models.configs import OFFICIAL, SMALL
+from tumsyn_bids.models.configs import LCCD_SMALL as SMALL, OFFICIAL
 from tumsyn_bids.models.decoder import sample_features
 from tumsyn_bids.models.loading import infer_synthesis_args
 from tumsyn_bids.models.synthesis import SynthesisNet

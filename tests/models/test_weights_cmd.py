@@ -32,7 +32,7 @@ def test_lists_models_locations_and_sha256(tmp_path, monkeypatch):
     result = CliRunner().invoke(_app(), ["--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
-    assert {r["model"] for r in rows} == {"tumsyn-small", "tumsyn-official"}
+    assert {r["model"] for r in rows} == {"tumsyn-small", "lccd-small", "tumsyn-official"}
     env_rows = [r for r in rows if r["source"] == ENV_WEIGHTS]
     assert env_rows and all(r["exists"] and r["sha256"] == {str(path): digest} for r in env_rows)
     bundled = [r for r in rows if r["source"] == "bundled"]

@@ -21,7 +21,7 @@ def test_info_nce_prefers_matching_pairs():
 def test_logit_scale_starts_at_1_over_007_and_is_clamped():
     from tumsyn_bids.models.loading import make_random_bundle
 
-    model = ClipPair(make_random_bundle().text_encoder, 32)
+    model = ClipPair(make_random_bundle("lccd-small").text_encoder, 32)
     assert math.isclose(float(model.logit_scale.detach()), LOGIT_INIT, rel_tol=1e-6)
     with torch.no_grad():
         model.logit_scale.fill_(10.0)

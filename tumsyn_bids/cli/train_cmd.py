@@ -33,14 +33,15 @@ def train(
     from tumsyn_bids.training.config import load_config, override
 
     try:
-        if (model or ("lccd-small" if bids_dir is not None else "tumsyn-small")) == "tumsyn-small":
+        cfg = load_config(config)
+        default = cfg.model if config is not None else "lccd-small" if bids_dir is not None else "tumsyn-small"
+        if (model or default) == "tumsyn-small":
             record = _train_physics(labelmaps, out, steps, resume, seed, threads, patch_size, batch_size)
             typer.echo(f"model: {record['model_file']} (sha256 {record['sha256'][:12]})")
             return
         stages = {"1": (1,), "2": (2,), "all": (1, 2)}.get(stage)
         if stages is None:
             raise _usage(f"--stage must be 1, 2 or all, not {stage!r}")
-        cfg = load_config(config)
         cfg = override(cfg, None, seed=seed, model=model, threads=threads)
         cfg = override(cfg, "stage2", steps=steps)
         cfg = override(cfg, "stage1", steps=stage1_steps)

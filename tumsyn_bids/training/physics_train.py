@@ -205,8 +205,8 @@ def train(cfg: PhysicsTrainConfig, out_dir: Path, *, resume: bool = True,
             _save_state(state_path, net, opt, step, rng, gen, cfg, wall)
         if time.perf_counter() - t_last > 30 or step == cfg.steps:
             t_last = time.perf_counter()
-            report(f"step {step}/{cfg.steps} loss {float(loss):.4f} "
-                   + " ".join(f"{k} {float(v):.3f}" for k, v in terms.items()) + f" ({record['sec']:.2f} s/step)")
+            report(f"step {step}/{cfg.steps} loss {record['loss']:.4f} "
+                   + " ".join(f"{k} {record[k]:.3f}" for k in terms) + f" ({record['sec']:.2f} s/step)")
     return {"steps": step, "wall_seconds": wall, "device": str(device), "train_files": [p.name for p in train_files],
             "held_out": [p.name for p in held], "config": cfg}
 
@@ -228,6 +228,8 @@ def export(out_dir: Path, dest: Path | None = None) -> dict[str, Any]:
     losses_log = [r for r in losses_log if r["step"] <= state["step"]]
     tail = losses_log[-200:]
     mean_tail = {k: float(np.mean([r[k] for r in tail])) for k in tail[0] if k not in ("step", "lr", "sec")} if tail else {}
+    from tumsyn_bids.training.data_sim import stem
+
     train_files, held = labelmap_files(cfg.labelmaps, cfg.held_out)
     spec["training"] = {"recipe": "physics-structured, simulated label-map patches", "steps": int(state["step"]),
                         "seed": cfg.seed}
@@ -237,7 +239,7 @@ def export(out_dir: Path, dest: Path | None = None) -> dict[str, Any]:
         "model": "tumsyn-small",
         "architecture": "physics-unet",
         "config": {**cfg.to_dict(), "labelmaps": [Path(p).name for p in cfg.labelmaps]},
-        "data_recipe": {"labelmaps_used": [p.name for p in train_files], "held_out": [p.name for p in held],
+        "data_recipe": {"labelmaps_used": [stem(p) for p in train_files], "held_out": [stem(p) for p in held],
                         "simulation": dataclasses.asdict(cfg.sim)},
         "hardware": {"platform": platform.platform(), "torch": torch.__version__,
                      "device": "cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu",
