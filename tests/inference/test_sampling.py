@@ -26,3 +26,18 @@ def test_interpolation_matrix_rows():
     np.testing.assert_allclose(mat[0], [1, 0, 0, 0])
     np.testing.assert_allclose(mat[1], [0, 0.5, 0.5, 0])
     np.testing.assert_allclose(mat[2], [0, 0, 0, 0.5])  # half-way to the zero padding
+
+
+def test_queries_on_the_feature_grid_skip_the_products_and_match_grid_sample():
+    import torch
+
+    from tumsyn_bids.inference.sampling import interpolation_matrix, separable_sample
+    from tumsyn_bids.models.decoder import sample_features
+
+    feat = torch.randn(1, 5, 6, 7, 8)
+    axes = [(-1 + (2 * np.arange(n) + 1) / n) for n in (6, 7, 8)]  # the cell centres
+    mats = [torch.as_tensor(interpolation_matrix(a, n), dtype=torch.float32) for a, n in zip(axes, (6, 7, 8))]
+    fast = separable_sample(feat, mats)
+    grid = torch.stack(torch.meshgrid(*[torch.as_tensor(a, dtype=torch.float32) for a in axes], indexing="ij"), -1)
+    ref = sample_features(feat, grid.reshape(1, -1, 3))[0]
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)

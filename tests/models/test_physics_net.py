@@ -76,13 +76,15 @@ def test_window_must_fit_the_unet():
         net.encode(torch.rand(1, 1, 10, 8, 8), torch.zeros(1, COND_DIM))
 
 
-def test_engine_runs_any_output_grid_and_te_changes_contrast_by_physics(tmp_path):
+def test_engine_runs_any_output_grid_and_te_changes_contrast_by_physics(caplog):
     from tumsyn_bids.inference.engine import synthesize
 
     bundle = make_random_bundle("tumsyn-small", seed=2)
     image = np.random.default_rng(0).random((20, 24, 18)).astype(np.float32)
-    short = synthesize(image, np.eye(4), _prompt(tr_ms=5000.0, te_ms=20.0, flip_angle=90.0), bundle,
-                       device="cpu", progress=False)
+    with caplog.at_level("DEBUG", logger="tumsyn_bids.inference.engine"):
+        short = synthesize(image, np.eye(4), _prompt(tr_ms=5000.0, te_ms=20.0, flip_angle=90.0), bundle,
+                           device="cpu", progress=False)
+    assert "separable sampling enabled" in caplog.text  # checked equal to net.decode on the first window
     long = synthesize(image, np.eye(4), _prompt(tr_ms=5000.0, te_ms=120.0, flip_angle=90.0), bundle,
                       device="cpu", progress=False)
     assert short.data.shape == image.shape and short.window == 64

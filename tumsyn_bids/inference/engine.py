@@ -17,10 +17,12 @@ Modes:
   :mod:`.tiling`), several windows per batch on CUDA, bf16/fp16 autocast where supported.
 
 Exact accelerations used in both modes: channels-last convolutions; all-zero windows share one
-encoding; for the published decoder (``imnet`` over [trilinear sample, coordinates]) the
-trilinear sampling of the window's separable query grid is done with three small matrix
-products (:mod:`.sampling`) instead of ``grid_sample``, after a run-time check against
-``net.decode`` on the first window (any other network is decoded through ``net.decode``).
+encoding; for the published decoder (``imnet`` over [trilinear sample, coordinates]) and for
+decoders of sampled features alone (``decode_sampled``, the physics-structured models, which
+also receive the prompt's condition vector) the trilinear sampling of the window's separable
+query grid is done with three small matrix products (:mod:`.sampling`) instead of
+``grid_sample``, after a run-time check against ``net.decode`` on the first window (any other
+network is decoded through ``net.decode``).
 """
 
 from __future__ import annotations
@@ -430,28 +432,40 @@ class _Runner:
         for i0 in range(0, m0, rows):
             i1 = min(i0 + rows, m0)
             samples = separable_sample(feat32, [mats[0][i0:i1], mats[1], mats[2]])
-            coords = torch.stack(torch.meshgrid(axes[0][i0:i1], axes[1], axes[2], indexing="ij"), -1).reshape(-1, 3)
             with self._autocast():
-                out = self.net.imnet(torch.cat([samples, coords], dim=-1)[None])
+                if self._sampled_decoder():
+                    out = self.net.decode_sampled(samples[None], self.text_feat)
+                else:
+                    coords = torch.stack(torch.meshgrid(axes[0][i0:i1], axes[1], axes[2], indexing="ij"),
+                                         -1).reshape(-1, 3)
+                    out = self.net.imnet(torch.cat([samples, coords], dim=-1)[None])
             pred[i0:i1] = out.reshape(i1 - i0, m1 * m2).float()
         return pred.reshape(win.out_shape)
+
+    def _sampled_decoder(self) -> bool:
+        """The network decodes from sampled features alone (``decode_sampled``, physics models)."""
+        return callable(getattr(self.net, "decode_sampled", None))
 
     def _separable_matches(self, feat, win) -> bool:
         """Use separable sampling only if the network decodes as ``imnet([sample, coords])``:
         checked once against ``net.decode`` in float32 on up to 512 queries of the first window."""
         import torch
 
-        if not callable(getattr(self.net, "imnet", None)):
+        sampled = self._sampled_decoder()
+        if not sampled and not callable(getattr(self.net, "imnet", None)):
             return False
         mats, axes = self._separable_parts(feat, win)
         feat32 = feat[:1].float()
         samples = separable_sample(feat32, [mats[0][:1], mats[1], mats[2]])[:512]
         coords = torch.stack(torch.meshgrid(axes[0][:1], axes[1], axes[2], indexing="ij"), -1).reshape(-1, 3)[:512]
         try:
-            mine = self.net.imnet(torch.cat([samples, coords], dim=-1)[None]).float()
+            if sampled:
+                mine = self.net.decode_sampled(samples[None], self.text_feat).float()
+            else:
+                mine = self.net.imnet(torch.cat([samples, coords], dim=-1)[None]).float()
         except (RuntimeError, TypeError, ValueError):
             return False
-        ref = self.net.decode(feat32, coords[None]).float()
+        ref = self._net_decode(feat32, coords[None]).float()
         ok = mine.shape == ref.shape and bool(torch.allclose(mine, ref, rtol=1e-4, atol=1e-4 * (1 + float(ref.abs().max()))))
         log.debug("separable sampling %s", "enabled" if ok else "disabled: network decodes differently")
         return ok

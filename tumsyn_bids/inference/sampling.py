@@ -43,6 +43,17 @@ def separable_sample(feat: "torch.Tensor", mats: Sequence["torch.Tensor"]) -> "t
     a0, a1, a2 = mats
     _, c, d, h, w = feat.shape
     vol = feat[0].permute(1, 2, 3, 0)  # (D, H, W, C); a free view when feat is channels-last
+    if all(_is_identity(m) for m in mats):  # queries on the feature grid itself (same voxel size)
+        return vol.reshape(-1, c)
     t = (a0 @ vol.reshape(d, h * w * c)).reshape(a0.shape[0], h, w * c)  # (m0, H, W*C)
     t = (a1 @ t).reshape(a0.shape[0] * a1.shape[0], w, c)  # (m0*m1, W, C)
     return (a2 @ t).reshape(-1, c)  # (m0*m1*m2, C)
+
+
+def _is_identity(mat: "torch.Tensor") -> bool:
+    import torch
+
+    if mat.shape[0] != mat.shape[1]:
+        return False
+    eye = torch.eye(mat.shape[0], dtype=mat.dtype, device=mat.device)
+    return bool(torch.allclose(mat, eye, rtol=0.0, atol=1e-6))  # cell centres: weights 1 +- rounding

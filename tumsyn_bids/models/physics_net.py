@@ -193,13 +193,18 @@ class PhysicsSynthNet(nn.Module):
                                gd_r1=maps["GdR1"] / 1000.0, susceptibility=maps["Susceptibility"],
                                contrast=contrast or protocol.contrast)
 
-    def decode(self, feat: torch.Tensor, coords: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Rendered target at the queries: (B, Q, 1). ``cond`` None returns the PD map."""
-        maps = self.query_maps(feat, coords)
+    def decode_sampled(self, samples: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Rendered target from features already sampled at the queries (..., C) -> (..., 1).
+        The engine samples a window's separable query grid itself (three small matrix products)."""
+        maps = self.maps_from_raw(self.head(samples))
         if cond is None:
             return maps["PD"][..., None]
         protocol, contrast = protocol_of(cond)
         return self.render(maps, protocol, contrast)[..., None]
+
+    def decode(self, feat: torch.Tensor, coords: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Rendered target at the queries: (B, Q, 1). ``cond`` None returns the PD map."""
+        return self.decode_sampled(sample_features(feat, coords), cond)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x, cond), coords, cond)
