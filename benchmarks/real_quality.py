@@ -53,9 +53,9 @@ they are optimistic):
 
 Figures (``--figures FIGDIR``): ``real_<case>_<src>-to-<tgt>.png``, rows source | synthetic |
 acquired, columns axial | coronal | sagittal (RAS, patient right on the right; cropped to the
-brain) through the lesion centre: the voxel of maximum FLAIR hyperintensity over the brain median (FLAIR smoothed with a 2-voxel
-Gaussian, inside the mask eroded by 3 voxels) when the case has a FLAIR, else the mask's centre
-of mass. Each image has its own 1st-99th percentile window inside the mask.
+brain) through the lesion centre: the voxel of maximum FLAIR hyperintensity over the brain
+median (FLAIR smoothed with a 2-voxel Gaussian, inside the mask eroded by 3 voxels) when the case
+has a FLAIR, else the mask's centre of mass. Each image has its own 1st-99th percentile window inside the mask.
 """
 
 from __future__ import annotations
