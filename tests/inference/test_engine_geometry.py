@@ -64,8 +64,8 @@ def test_faithful_and_fast_agree_on_smooth_input():
     """
     vol = smooth_volume((40, 34, 28), seed=5)
     bundle = Bundle(IdentityNet(), window=16)
-    a = synthesize(vol, np.eye(4), "p", bundle, voxel_size=0.6, mode="faithful", **KW)
-    b = synthesize(vol, np.eye(4), "p", bundle, voxel_size=0.6, mode="fast", **KW)
+    a = synthesize(vol, np.eye(4), "p", bundle, voxel_size=0.5, mode="faithful", **KW)
+    b = synthesize(vol, np.eye(4), "p", bundle, voxel_size=0.5, mode="fast", **KW)
     assert a.data.shape == b.data.shape and np.array_equal(a.affine, b.affine)
     diff = np.abs(a.data - b.data)
     step = max(np.abs(np.diff(a.data, axis=k)).max() for k in range(3))

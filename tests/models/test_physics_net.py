@@ -105,3 +105,22 @@ def test_native_checkpoint_round_trip_with_weights_only(tmp_path):
     assert loaded.sha256 == digest and loaded.spec["inference"]["window"] == 64
     for a, b in zip(src.net.state_dict().values(), loaded.net.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_engine_returns_tissue_maps_on_request():
+    from tumsyn_bids.inference.engine import synthesize
+    from tumsyn_bids.errors import UsageError
+
+    bundle = make_random_bundle("tumsyn-small", seed=2)
+    image = np.random.default_rng(1).random((16, 16, 16)).astype(np.float32)
+    prompt = _prompt(tr_ms=5000.0, te_ms=100.0, flip_angle=90.0)
+    t1 = synthesize(image, np.eye(4), prompt, bundle, device="cpu", progress=False, tissue_map="T1").data
+    t2 = synthesize(image, np.eye(4), prompt, bundle, device="cpu", progress=False, tissue_map="T2").data
+    img = synthesize(image, np.eye(4), prompt, bundle, device="cpu", progress=False).data
+    assert t1.min() > 40 and t2.min() > 4  # physical units (ms), not image intensities
+    assert not np.allclose(t1, img)
+    with pytest.raises(ValueError, match="unknown tissue map"):
+        synthesize(image, np.eye(4), prompt, bundle, device="cpu", progress=False, tissue_map="T3")
+    lccd = make_random_bundle("lccd-small", seed=0)
+    with pytest.raises(UsageError, match="does not predict tissue maps"):
+        synthesize(image, np.eye(4), prompt, lccd, device="cpu", progress=False, tissue_map="T1")

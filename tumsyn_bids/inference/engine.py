@@ -181,6 +181,7 @@ def synthesize(
     memory_budget: int | None = None,
     normalize: bool = True,
     share_empty_windows: bool = True,
+    tissue_map: str | None = None,
 ) -> SynthesisResult:
     """Synthesize the contrast described by ``prompt`` from ``image`` on the grid of ``voxel_size``.
 
@@ -190,6 +191,8 @@ def synthesize(
     ``window``/``stride`` override the tiling; ``query_chunk`` fixes the queries per decoder call
     (default: sized to ``memory_budget`` bytes or a share of free memory). The model's networks
     are moved to the chosen device. ``share_empty_windows`` encodes all-zero windows once (exact).
+    ``tissue_map`` (physics-structured models: PD, T1, T2, T2star, GdR1, Susceptibility) returns that
+    predicted map in physical units instead of the image.
     Returns float32 data in the normalised intensity range.
     """
     import torch
@@ -223,6 +226,12 @@ def synthesize(
     net.to(memory_format=torch.channels_last_3d)
     with torch.inference_mode():
         text_feat = model.encode_prompt(text).to(dev, torch.float32)
+    if tissue_map is not None:  # physics-structured models: a tissue-parameter map instead of the image
+        from tumsyn_bids.models.physics_net import map_condition
+
+        if not getattr(net, "conditions_decoder", False):
+            raise UsageError(f"model {getattr(model, 'name', '?')} does not predict tissue maps")
+        text_feat = map_condition(text_feat, tissue_map)
 
     vol = normalize_intensity(image) if normalize else image.astype(np.float32)
     order = _ZYX if getattr(model, "axis_order", "xyz") == "zyx" else (0, 1, 2)

@@ -34,9 +34,10 @@ MAP_NAMES = ("PD", "T1", "T2", "T2star", "GdR1", "Susceptibility")  # output cha
 MAP_UNITS = {"PD": "relative (CSF = 1)", "T1": "ms", "T2": "ms", "T2star": "ms",
              "GdR1": "1/s (T1 shortening by gadolinium)", "Susceptibility": "0-1 (SWI weight)"}
 # Conditioning vector: sequence one-hot, TR, TE, TI (0 = none), flip angle (0 = T2var),
-# field strength, age (-1 = unknown), sex (+1 F, -1 M, 0 unknown), T1CE flag, SWI flag.
-COND_DIM = len(SEQUENCES) + 9
-_TR, _TE, _TI, _FA, _B0, _AGE, _SEX, _T1CE, _SWI = range(len(SEQUENCES), COND_DIM)
+# field strength, age (-1 = unknown), sex (+1 F, -1 M, 0 unknown), T1CE flag, SWI flag, and a
+# map request (0 = render the target image; k + 1 = return tissue map MAP_NAMES[k] instead).
+COND_DIM = len(SEQUENCES) + 10
+_TR, _TE, _TI, _FA, _B0, _AGE, _SEX, _T1CE, _SWI, _MAP = range(len(SEQUENCES), COND_DIM)
 
 
 def condition_vector(protocol: Protocol, contrast: str, age: float | None, sex: str | None) -> torch.Tensor:
@@ -63,6 +64,22 @@ def protocol_of(cond: torch.Tensor) -> tuple[Protocol, str]:
     protocol = Protocol(contrast or "render", sequence, row[_B0], row[_TR], row[_TE],
                         row[_TI] if row[_TI] > 0 else None, flip)
     return protocol, contrast
+
+
+def subject_condition(field: torch.Tensor, age: torch.Tensor, sex: torch.Tensor) -> torch.Tensor:
+    """(B, COND_DIM) vectors carrying only field strength, age and sex (what the encoder uses)."""
+    cond = torch.zeros(field.shape[0], COND_DIM, device=field.device)
+    cond[:, _B0], cond[:, _AGE], cond[:, _SEX] = field, age, sex
+    return cond
+
+
+def map_condition(cond: torch.Tensor, name: str) -> torch.Tensor:
+    """A copy of ``cond`` asking the decoder for tissue map ``name`` (one of MAP_NAMES) instead of the image."""
+    if name not in MAP_NAMES:
+        raise ValueError(f"unknown tissue map {name!r}; known: {', '.join(MAP_NAMES)}")
+    out = cond.clone()
+    out[..., _MAP] = float(MAP_NAMES.index(name) + 1)
+    return out
 
 
 def subject_features(cond: torch.Tensor) -> torch.Tensor:
@@ -154,6 +171,15 @@ class PhysicsSynthNet(nn.Module):
         self.min_window = 2 ** (len(widths) - 1)
         self.encoder = UNet3D(in_channels, widths, feat_dim)
         self.head = MLP(feat_dim, len(MAP_NAMES), list(head_hidden))
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """He initialisation for the leaky-ReLU layers: without normalisation layers PyTorch's default
+        init shrinks activations level by level and the net learns an almost constant map."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d, nn.Linear)) and m is not self.encoder.film:
+                nn.init.kaiming_normal_(m.weight, a=0.1, nonlinearity="leaky_relu")
+                nn.init.zeros_(m.bias)
 
     def encode(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """(B, 1, D, H, W) normalised windows (edges divisible by 2^(levels-1)) -> features."""
@@ -199,6 +225,9 @@ class PhysicsSynthNet(nn.Module):
         maps = self.maps_from_raw(self.head(samples))
         if cond is None:
             return maps["PD"][..., None]
+        request = int(round(float(cond.reshape(-1, COND_DIM)[0, _MAP])))
+        if request > 0:
+            return maps[MAP_NAMES[request - 1]][..., None]
         protocol, contrast = protocol_of(cond)
         return self.render(maps, protocol, contrast)[..., None]
 

@@ -101,11 +101,10 @@ def lr_at(step: int, cfg: PhysicsTrainConfig) -> float:
 def losses(net, batch: dict, cfg: PhysicsTrainConfig, rng: np.random.Generator, device: torch.device,
            amp: bool) -> dict[str, torch.Tensor]:
     """The loss terms of one batch (see module docstring)."""
-    from tumsyn_bids.models.physics_net import COND_DIM
+    from tumsyn_bids.models.physics_net import subject_condition
 
     x = batch["x"].to(device).contiguous(memory_format=torch.channels_last_3d)
-    cond = torch.zeros(x.shape[0], COND_DIM, device=device)
-    cond[:, -5], cond[:, -4], cond[:, -3] = batch["field"].to(device), batch["age"].to(device), batch["sex"].to(device)
+    cond = subject_condition(batch["field"].to(device), batch["age"].to(device), batch["sex"].to(device))
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         feat = net.encode(x, cond)
         pred = net.dense_maps(feat)
