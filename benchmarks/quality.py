@@ -7,7 +7,8 @@ label maps held out of training (default protocols, deformation, skull-stripped)
 ``--spread 0`` (default) renders every subject at the population-mean relaxation values, so the
 target is deterministic; ``--spread 1`` draws them with realistic between-subject spread. Sources
 carry bias and Rician noise unless ``--clean``; the reference is the target's noise- and bias-free
-image. Baselines, in the same run:
+image. The model gets the source image's own prompt, as the app passes it (``--unknown-source``
+withholds it). Baselines, in the same run:
   (a) hist:      the source histogram-matched to the target within the brain mask
                  (skimage.exposure.match_histograms; it sees the target's histogram: optimistic);
   (b) hist-inv:  the source inverted (max - source inside the mask), then histogram-matched
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spread", type=float, default=0.0,
                     help="tissue-value spread: 0 = population means (deterministic targets), 1 = realistic")
     ap.add_argument("--clean", action="store_true", help="sources without bias and noise")
+    ap.add_argument("--unknown-source", action="store_true",
+                    help="do not give the model the source's own prompt (as for a source without sidecar)")
     ap.add_argument("--tasks", nargs="+", default=None, help="subset of tasks, e.g. T1w->T2w")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--crop", type=int, default=0, help="evaluate a central N^3 block (0: whole brain)")
@@ -227,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                             field_strength=args.field, vendor=proto.vendor, tr_ms=proto.tr_ms, te_ms=proto.te_ms,
                             ti_ms=proto.ti_ms, flip_angle=proto.flip_angle)
             res = synthesize(s_img.data, s_img.affine, prompt, bundle, voxel_size=(1.0, 1.0, 1.0), device="cpu",
-                             progress=False, window=args.window)
+                             progress=False, window=args.window,
+                             source_prompt=None if args.unknown_source else s_img.prompt)
             synth_seconds.append(res.seconds)
             model_out = to_grid(res.data, res.affine, t_img.data.shape, t_img.affine) * mask
             same_grid = s_img.data.shape == t_img.data.shape and np.allclose(s_img.affine, t_img.affine)

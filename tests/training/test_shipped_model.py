@@ -59,7 +59,8 @@ def _ratio(bundle, sim, vent, wm, **prompt_fields) -> float:
 
     prompt = Prompt(voxel_size=(1.0, 1.0, 1.0), age=sim.prompt.age, sex=sim.prompt.sex, field_strength=3.0,
                     vendor="Siemens", **prompt_fields)
-    out = synthesize(sim.data, sim.affine, prompt, bundle, device="cpu", progress=False).data
+    out = synthesize(sim.data, sim.affine, prompt, bundle, device="cpu", progress=False,
+                     source_prompt=sim.prompt).data
     return float(out[vent].mean() / out[wm].mean())
 
 
@@ -122,7 +123,8 @@ def test_t1w_white_matter_brighter_than_grey_matter(bundle, head):
     gm = binary_erosion(labels == 3, iterations=1)
     prompt = Prompt(modality="T1w", voxel_size=(1.0, 1.0, 1.0), age=40, sex="F", field_strength=3.0,
                     vendor="Siemens", tr_ms=2300.0, te_ms=2.3, ti_ms=900.0, flip_angle=9.0)
-    out = synthesize(sim.data, sim.affine, prompt, bundle, device="cpu", progress=False).data
+    out = synthesize(sim.data, sim.affine, prompt, bundle, device="cpu", progress=False,
+                     source_prompt=sim.prompt).data
     assert out[wm].mean() > 1.1 * out[gm].mean() > out[vent].mean(), (out[wm].mean(), out[gm].mean())
 
 

@@ -6,13 +6,15 @@ source window into a feature map; an implicit decoder samples it at any query co
 parameters: proton density, T1, T2, T2*, the T1 shortening by gadolinium and a venous/iron
 susceptibility weight. The target image is rendered from these maps with the signal equations of
 :mod:`tumsyn_bids.physics.torch_signals` at the TR/TE/TI/flip angle the prompt asks for, so the
-prompt's timing changes contrast exactly as the physics says. The source contrast is not given to
-the network: it is trained to read any contrast (SynthSR-style domain randomisation).
+prompt's timing changes contrast exactly as the physics says.
 
-The conditioner (registry ``prompt-physics``, no trainable weights) turns the target prompt into a
-fixed-layout vector: the resolved protocol (:mod:`tumsyn_bids.physics.prompt_protocol`) plus field
-strength, age and sex. Field strength, age and sex modulate the U-Net bottleneck (FiLM), because
-relaxation times depend on them.
+The conditioner (registry ``prompt-physics``, no trainable weights) turns the target prompt and the
+source image's own prompt into a fixed-layout vector: the resolved target protocol
+(:mod:`tumsyn_bids.physics.prompt_protocol`), field strength, age and sex, and the source acquisition
+(sequence family and timing, or "unknown"). Field strength, age, sex and the source acquisition
+modulate every U-Net block (FiLM): relaxation times depend on the first three, and knowing how the
+source was acquired tells the network how to read its intensities (without it, it must guess the
+contrast from the image, which it is also trained to do).
 """
 
 from __future__ import annotations
@@ -36,8 +38,15 @@ MAP_UNITS = {"PD": "relative (CSF = 1)", "T1": "ms", "T2": "ms", "T2star": "ms",
 # Conditioning vector: sequence one-hot, TR, TE, TI (0 = none), flip angle (0 = T2var),
 # field strength, age (-1 = unknown), sex (+1 F, -1 M, 0 unknown), T1CE flag, SWI flag, and a
 # map request (0 = render the target image; k + 1 = return tissue map MAP_NAMES[k] instead).
-COND_DIM = len(SEQUENCES) + 10
-_TR, _TE, _TI, _FA, _B0, _AGE, _SEX, _T1CE, _SWI, _MAP = range(len(SEQUENCES), COND_DIM)
+TARGET_DIM = len(SEQUENCES) + 10
+_TR, _TE, _TI, _FA, _B0, _AGE, _SEX, _T1CE, _SWI, _MAP = range(len(SEQUENCES), TARGET_DIM)
+# Then the SOURCE acquisition (how to read the input): sequence one-hot, TR, TE, TI, flip angle as
+# above, a "known" flag (0 = the source's acquisition is unknown: the network must guess from the
+# image) and a gadolinium flag (contrast-enhanced source).
+_SRC_SEQ = TARGET_DIM
+_S_TR, _S_TE, _S_TI, _S_FA, _S_KNOWN, _S_GD = range(TARGET_DIM + len(SEQUENCES), TARGET_DIM + len(SEQUENCES) + 6)
+COND_DIM = _S_GD + 1
+SOURCE_FEATURES = len(SEQUENCES) + 6
 
 
 def condition_vector(protocol: Protocol, contrast: str, age: float | None, sex: str | None) -> torch.Tensor:
@@ -55,6 +64,33 @@ def condition_vector(protocol: Protocol, contrast: str, age: float | None, sex: 
     return v
 
 
+def with_source(cond: torch.Tensor, protocol: Protocol | None, contrast: str = "") -> torch.Tensor:
+    """``cond`` with the source acquisition filled in (None: unknown source)."""
+    out = cond.clone()
+    out[..., _SRC_SEQ:] = 0.0
+    if protocol is not None:
+        out[..., _SRC_SEQ + SEQUENCES.index(protocol.sequence)] = 1.0
+        out[..., _S_TR], out[..., _S_TE] = float(protocol.tr_ms), float(protocol.te_ms)
+        out[..., _S_TI] = float(protocol.ti_ms or 0.0)
+        out[..., _S_FA] = 0.0 if isinstance(protocol.flip_angle, str) else float(protocol.flip_angle)
+        out[..., _S_KNOWN] = 1.0
+        out[..., _S_GD] = float(contrast == "T1CE")
+    return out
+
+
+def source_features(cond: torch.Tensor) -> torch.Tensor:
+    """(B, SOURCE_FEATURES) scaled source description for FiLM (zeros when unknown)."""
+    cond = cond.reshape(-1, COND_DIM)
+    known = cond[:, _S_KNOWN:_S_KNOWN + 1]
+    seq = cond[:, _SRC_SEQ:_SRC_SEQ + len(SEQUENCES)]
+    tr = torch.log(cond[:, _S_TR].clamp_min(1.0) / 1000.0)
+    te = torch.log(cond[:, _S_TE].clamp_min(1.0) / 30.0)
+    ti = cond[:, _S_TI] / 1000.0
+    fa = cond[:, _S_FA] / 90.0
+    timing = torch.stack([tr, te, ti, fa], dim=1) * known
+    return torch.cat([seq, timing, known, cond[:, _S_GD:_S_GD + 1]], dim=1)
+
+
 def protocol_of(cond: torch.Tensor) -> tuple[Protocol, str]:
     """Inverse of :func:`condition_vector` for one row: (protocol, contrast)."""
     row = [float(x) for x in cond.reshape(-1, COND_DIM)[0].tolist()]
@@ -67,7 +103,7 @@ def protocol_of(cond: torch.Tensor) -> tuple[Protocol, str]:
 
 
 def subject_condition(field: torch.Tensor, age: torch.Tensor, sex: torch.Tensor) -> torch.Tensor:
-    """(B, COND_DIM) vectors carrying only field strength, age and sex (what the encoder uses)."""
+    """(B, COND_DIM) vectors carrying field strength, age and sex (source unknown)."""
     cond = torch.zeros(field.shape[0], COND_DIM, device=field.device)
     cond[:, _B0], cond[:, _AGE], cond[:, _SEX] = field, age, sex
     return cond
@@ -100,8 +136,9 @@ class PromptConditioner(nn.Module):
             raise ValueError(f"prompt-physics condition size is {COND_DIM}, not {cond_dim}")
         self.register_buffer("_anchor", torch.zeros(0), persistent=False)  # carries the device
 
-    def encode_text(self, text: str) -> torch.Tensor:
-        from tumsyn_bids.physics.prompt_protocol import target_acquisition
+    def encode_text(self, text: str, source: str | None = None) -> torch.Tensor:
+        """Condition vector of a target prompt and (optionally) the source image's own prompt."""
+        from tumsyn_bids.physics.prompt_protocol import source_acquisition, target_acquisition
         from tumsyn_bids.prompts import parse_prompt
 
         prompt = parse_prompt(text)
@@ -111,6 +148,13 @@ class PromptConditioner(nn.Module):
                  target.protocol.flip_angle, target.protocol.field_strength,
                  f" ({target.note})" if target.note else "")
         vec = condition_vector(target.protocol, target.contrast, prompt.age, prompt.sex)
+        src = source_acquisition(parse_prompt(source)) if source else None
+        if src is not None:
+            log.info("source acquisition: %s %s TR %.1f TE %.1f TI %s FA %s", src.contrast, src.protocol.sequence,
+                     src.protocol.tr_ms, src.protocol.te_ms, src.protocol.ti_ms, src.protocol.flip_angle)
+        else:
+            log.info("source acquisition: unknown (the network reads the contrast from the image)")
+        vec = with_source(vec, src.protocol if src else None, src.contrast if src else "")
         return vec.to(self._anchor.device)
 
 
@@ -120,7 +164,8 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 class UNet3D(nn.Module):
-    """Plain 3D U-Net without normalisation layers (window statistics would make tiles disagree)."""
+    """Plain 3D U-Net without normalisation layers (window statistics would make tiles disagree);
+    every block's output is modulated by FiLM from the condition features (scale and shift per channel)."""
 
     def __init__(self, in_channels: int, widths: Sequence[int], out_channels: int, film_dim: int = 3):
         super().__init__()
@@ -130,28 +175,34 @@ class UNet3D(nn.Module):
         for a, b in zip(widths[:-1], widths[1:]):
             self.pool.append(nn.Conv3d(a, a, 2, stride=2))
             self.down.append(_block(a, b))
-        self.film = nn.Linear(film_dim, 2 * widths[-1])
-        nn.init.zeros_(self.film.weight)
-        nn.init.zeros_(self.film.bias)
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
         for a, b in zip(widths[::-1][:-1], widths[::-1][1:]):
             self.up.append(nn.ConvTranspose3d(a, b, 2, stride=2))
             self.merge.append(_block(2 * b, b))
+        block_widths = widths + widths[::-1][1:]
+        self.film_sizes = [2 * w for w in block_widths]
+        self.film = nn.Sequential(nn.Linear(film_dim, 64), nn.LeakyReLU(0.1), nn.Linear(64, sum(self.film_sizes)))
+        nn.init.zeros_(self.film[2].weight)
+        nn.init.zeros_(self.film[2].bias)
         self.out = nn.Conv3d(widths[0], out_channels, 1)
         self.levels = len(widths)
 
+    @staticmethod
+    def _modulate(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        gamma, beta = params.to(x.dtype).chunk(2, dim=1)
+        return x * (1 + gamma[:, :, None, None, None]) + beta[:, :, None, None, None]
+
     def forward(self, x: torch.Tensor, film_in: torch.Tensor) -> torch.Tensor:
+        films = list(self.film(film_in.float()).split(self.film_sizes, dim=1))
         skips = []
         for i, block in enumerate(self.down):
             if i:
                 x = self.pool[i - 1](x)
-            x = block(x)
+            x = self._modulate(block(x), films.pop(0))
             skips.append(x)
-        gamma, beta = self.film(film_in.to(x.dtype)).chunk(2, dim=1)
-        x = x * (1 + gamma[:, :, None, None, None]) + beta[:, :, None, None, None]
         for up, merge, skip in zip(self.up, self.merge, skips[-2::-1]):
-            x = merge(torch.cat([up(x), skip], dim=1))
+            x = self._modulate(merge(torch.cat([up(x), skip], dim=1)), films.pop(0))
         return self.out(x)
 
 
@@ -169,7 +220,7 @@ class PhysicsSynthNet(nn.Module):
         self.config = {"in_channels": in_channels, "widths": list(widths), "feat_dim": feat_dim,
                        "head_hidden": list(head_hidden), "cond_dim": cond_dim}
         self.min_window = 2 ** (len(widths) - 1)
-        self.encoder = UNet3D(in_channels, widths, feat_dim)
+        self.encoder = UNet3D(in_channels, widths, feat_dim, film_dim=3 + SOURCE_FEATURES)
         self.head = MLP(feat_dim, len(MAP_NAMES), list(head_hidden))
         self._init_weights()
 
@@ -177,7 +228,7 @@ class PhysicsSynthNet(nn.Module):
         """He initialisation for the leaky-ReLU layers: without normalisation layers PyTorch's default
         init shrinks activations level by level and the net learns an almost constant map."""
         for m in self.modules():
-            if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d, nn.Linear)) and m is not self.encoder.film:
+            if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d, nn.Linear)) and m is not self.encoder.film[2]:
                 nn.init.kaiming_normal_(m.weight, a=0.1, nonlinearity="leaky_relu")
                 nn.init.zeros_(m.bias)
 
@@ -185,7 +236,8 @@ class PhysicsSynthNet(nn.Module):
         """(B, 1, D, H, W) normalised windows (edges divisible by 2^(levels-1)) -> features."""
         if any(s % self.min_window for s in x.shape[2:]):
             raise ValueError(f"window {tuple(x.shape[2:])} must be divisible by {self.min_window}")
-        film = subject_features(cond).to(x.device).expand(x.shape[0], -1)
+        cond = cond.to(x.device).reshape(-1, COND_DIM)
+        film = torch.cat([subject_features(cond), source_features(cond)], dim=1).expand(x.shape[0], -1)
         return self.encoder(x, film)
 
     @staticmethod

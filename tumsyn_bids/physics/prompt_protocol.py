@@ -105,3 +105,38 @@ def target_acquisition(prompt: Prompt) -> TargetAcquisition:
     filled = [k for k in given if given[k] is None and values[k] is not None]
     note = f"filled from defaults: {', '.join(filled)}" if filled else ""
     return TargetAcquisition(contrast, protocol, note)
+
+
+def source_acquisition(prompt: Prompt) -> TargetAcquisition | None:
+    """How the source image was acquired, or None when its prompt carries no usable timing.
+
+    Unlike a target, nothing is filled from defaults: a guess about the source would mislead the
+    network, which can read an unknown contrast from the image itself.
+    """
+    from tumsyn_bids.physics.signals import PhysicsParameterError, validate_protocol
+
+    try:
+        contrast = contrast_of_modality(prompt.modality)
+    except KeyError:
+        return None
+    flip = prompt.flip_angle
+    if isinstance(flip, (int, float)):
+        flip = float(flip)
+    elif isinstance(flip, str) and flip != T2VAR:
+        flip = None
+    if prompt.tr_ms is None or prompt.te_ms is None:
+        return None
+    sequence = infer_sequence(contrast, prompt.tr_ms, prompt.te_ms, prompt.ti_ms, flip)
+    if sequence in ("ir", "mprage") and prompt.ti_ms is None:
+        return None
+    if flip is None:
+        flip = 90.0 if sequence in ("se", "ir") else None
+    if flip is None:
+        return None
+    protocol = Protocol(contrast, sequence, float(prompt.field_strength or 3.0), float(prompt.tr_ms),
+                        float(prompt.te_ms), prompt.ti_ms if sequence in ("ir", "mprage") else None, flip)
+    try:
+        validate_protocol(protocol)
+    except PhysicsParameterError:
+        return None
+    return TargetAcquisition(contrast, protocol)

@@ -248,6 +248,7 @@ class SimConfig:
     snr_range: tuple[float, float] = (6.0, 80.0)
     bias_max: float = 0.35
     permute_prob: float = 0.2
+    unknown_source_prob: float = 0.3  # share of samples whose source acquisition is withheld
 
 
 def _rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
@@ -344,6 +345,7 @@ def simulate_sample(vol: LabelVolume, cfg: SimConfig, rng: np.random.Generator, 
     mask = brain_classes[lab]
 
     csf_t1 = float(_row_of_kind(vol.classes, table, "csf", field)[1])
+    src_protocol, src_contrast = None, ""
     if rng.random() < cfg.random_intensity_prob:
         signal = torch.from_numpy(rng.uniform(0, 1, len(table)).astype(np.float32))
         signal[torch.from_numpy(table[:, 0] <= 0)] = 0.0
@@ -354,6 +356,8 @@ def simulate_sample(vol: LabelVolume, cfg: SimConfig, rng: np.random.Generator, 
                              susceptibility=tab[:, 5], contrast=contrast).float()
         signal = torch.where(tab[:, 0] > 0, signal, torch.zeros_like(signal))
         source = f"{contrast}:{protocol.sequence}"
+        if rng.random() >= cfg.unknown_source_prob:  # the app passes the source's own prompt when it has one
+            src_protocol, src_contrast = protocol, contrast
     img = signal[lab][None, None]
     img = gaussian_blur(img, tuple(rng.uniform(0.3, 0.9, 3)))
     if rng.random() < cfg.thick_prob:
@@ -385,7 +389,7 @@ def simulate_sample(vol: LabelVolume, cfg: SimConfig, rng: np.random.Generator, 
     age = float(rng.integers(20, 81))
     sex = 1.0 if rng.random() < 0.5 else -1.0
     return {"x": img[None].float(), "maps": maps.float(), "weight": weight, "field": field, "age": age, "sex": sex,
-            "source": source}
+            "source": source, "src_protocol": src_protocol, "src_contrast": src_contrast}
 
 
 def make_batch(volumes: list[LabelVolume], cfg: SimConfig, batch: int, rng: np.random.Generator,
@@ -393,5 +397,6 @@ def make_batch(volumes: list[LabelVolume], cfg: SimConfig, batch: int, rng: np.r
     samples = [simulate_sample(volumes[int(rng.integers(len(volumes)))], cfg, rng, gen) for _ in range(batch)]
     out = {k: torch.stack([s[k] for s in samples]) for k in ("x", "maps", "weight")}
     out.update({k: torch.tensor([s[k] for s in samples], dtype=torch.float32) for k in ("field", "age", "sex")})
-    out["source"] = [s["source"] for s in samples]
+    for key in ("source", "src_protocol", "src_contrast"):
+        out[key] = [s[key] for s in samples]
     return out

@@ -101,10 +101,12 @@ def lr_at(step: int, cfg: PhysicsTrainConfig) -> float:
 def losses(net, batch: dict, cfg: PhysicsTrainConfig, rng: np.random.Generator, device: torch.device,
            amp: bool) -> dict[str, torch.Tensor]:
     """The loss terms of one batch (see module docstring)."""
-    from tumsyn_bids.models.physics_net import subject_condition
+    from tumsyn_bids.models.physics_net import subject_condition, with_source
 
     x = batch["x"].to(device).contiguous(memory_format=torch.channels_last_3d)
     cond = subject_condition(batch["field"].to(device), batch["age"].to(device), batch["sex"].to(device))
+    cond = torch.cat([with_source(cond[b:b + 1], p, c) for b, (p, c) in
+                      enumerate(zip(batch["src_protocol"], batch["src_contrast"]))])
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         feat = net.encode(x, cond)
         pred = net.dense_maps(feat)
