@@ -182,6 +182,7 @@ def synthesize(
     normalize: bool = True,
     share_empty_windows: bool = True,
     tissue_map: str | None = None,
+    source_prompt: Any = None,
 ) -> SynthesisResult:
     """Synthesize the contrast described by ``prompt`` from ``image`` on the grid of ``voxel_size``.
 
@@ -192,7 +193,8 @@ def synthesize(
     (default: sized to ``memory_budget`` bytes or a share of free memory). The model's networks
     are moved to the chosen device. ``share_empty_windows`` encodes all-zero windows once (exact).
     ``tissue_map`` (physics-structured models: PD, T1, T2, T2star, GdR1, Susceptibility) returns that
-    predicted map in physical units instead of the image.
+    predicted map in physical units instead of the image. ``source_prompt`` (the source image's own
+    prompt) tells physics-structured models how the input was acquired; other models ignore it.
     Returns float32 data in the normalised intensity range.
     """
     import torch
@@ -225,7 +227,8 @@ def synthesize(
     channels_last = True
     net.to(memory_format=torch.channels_last_3d)
     with torch.inference_mode():
-        text_feat = model.encode_prompt(text).to(dev, torch.float32)
+        text_feat = (model.encode_prompt(text, source=source_prompt) if source_prompt is not None
+                     else model.encode_prompt(text)).to(dev, torch.float32)
     if tissue_map is not None:  # physics-structured models: a tissue-parameter map instead of the image
         from tumsyn_bids.models.physics_net import map_condition
 

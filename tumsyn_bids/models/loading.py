@@ -77,15 +77,21 @@ class ModelBundle:
         self._prompt_cache = {k: v.to(device) for k, v in self._prompt_cache.items()}
         return self
 
-    def encode_prompt(self, text: Any) -> torch.Tensor:
-        """Text feature (1, text_dim) of a prompt (str or object with ``.text()``), cached per prompt."""
+    def encode_prompt(self, text: Any, source: Any = None) -> torch.Tensor:
+        """Text feature (1, text_dim) of a prompt (str or object with ``.text()``), cached per prompt.
+
+        ``source``, the source image's own prompt, is used by physics-structured models (it tells
+        them how the input was acquired) and ignored by the text-encoder models."""
         key = text if isinstance(text, str) else text.text()
-        cached = self._prompt_cache.get(key)
+        physics = callable(getattr(self.text_encoder, "encode_text", None))
+        src = None if source is None or not physics else source if isinstance(source, str) else source.text()
+        cache_key = key if src is None else f"{key}\n{src}"
+        cached = self._prompt_cache.get(cache_key)
         if cached is not None:
             return cached
-        if callable(getattr(self.text_encoder, "encode_text", None)):  # physics models: parsed prompt
-            feat = self.text_encoder.encode_text(key).float()
-            self._prompt_cache[key] = feat
+        if physics:  # parsed prompts -> condition vector
+            feat = self.text_encoder.encode_text(key, src).float()
+            self._prompt_cache[cache_key] = feat
             return feat
         tokens = tokenize(key, context_length=self.text_encoder.context_length).to(self.device)
         with torch.inference_mode():
