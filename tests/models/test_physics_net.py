@@ -124,3 +124,25 @@ def test_engine_returns_tissue_maps_on_request():
     lccd = make_random_bundle("lccd-small", seed=0)
     with pytest.raises(UsageError, match="does not predict tissue maps"):
         synthesize(image, np.eye(4), prompt, lccd, device="cpu", progress=False, tissue_map="T1")
+
+
+def test_source_prompt_reaches_the_condition_and_unknown_is_zero():
+    from tumsyn_bids.models.physics_net import source_features
+
+    bundle = make_random_bundle("tumsyn-small", seed=0)
+    target = _prompt(tr_ms=5000.0, te_ms=100.0, flip_angle=90.0).text()
+    known = bundle.encode_prompt(target, source=_prompt(modality="T1w", tr_ms=2300.0, te_ms=2.3, ti_ms=900.0,
+                                                         flip_angle=9.0).text())
+    unknown = bundle.encode_prompt(target)
+    assert float(source_features(unknown).abs().sum()) == 0.0
+    feats = source_features(known)[0]
+    assert feats[0] == 1.0 and feats[-2] == 1.0  # MPRAGE one-hot, "known" flag
+    assert protocol_of(known)[0] == protocol_of(unknown)[0]  # the target is unchanged
+    image = np.random.default_rng(0).random((16, 16, 16)).astype(np.float32)
+    from tumsyn_bids.inference.engine import synthesize
+
+    torch.nn.init.normal_(bundle.net.encoder.film[2].weight, std=0.5)  # make FiLM matter
+    a = synthesize(image, np.eye(4), target, bundle, device="cpu", progress=False).data
+    b = synthesize(image, np.eye(4), target, bundle, device="cpu", progress=False,
+                   source_prompt=_prompt(modality="T1w", tr_ms=2300.0, te_ms=2.3, ti_ms=900.0, flip_angle=9.0)).data
+    assert not np.allclose(a, b)

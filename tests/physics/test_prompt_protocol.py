@@ -58,3 +58,14 @@ def test_contrast_enhanced_and_swi_keep_their_contrast():
 
 def test_infer_sequence_without_timing_is_none():
     assert infer_sequence("T2w", None, None, None, None) is None
+
+
+def test_source_acquisition_uses_only_what_the_sidecar_gave():
+    from tumsyn_bids.physics.prompt_protocol import source_acquisition
+
+    mprage = source_acquisition(_prompt("T1w", 2300.0, 2.3, 900.0, 9.0))
+    assert mprage is not None and mprage.protocol.sequence == "mprage"
+    se = source_acquisition(_prompt("T2w", 5000.0, 91.0))  # a 2D TSE without flip angle: 90 assumed
+    assert se is not None and se.protocol.sequence == "se" and se.protocol.flip_angle == 90.0
+    assert source_acquisition(_prompt("T2w", None, 91.0)) is None  # no TR: unknown, never a guess
+    assert source_acquisition(_prompt("FLAIR", 9000.0, 110.0)) is None  # FLAIR without its TI
