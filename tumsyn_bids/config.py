@@ -59,6 +59,7 @@ class Settings:
     skip_existing: bool = False
     output_spaces: tuple[str, ...] = ("T1w",)
     mask_output: bool = False
+    save_maps: bool = False  # also write the predicted tissue maps (physics-structured models only)
     inference_mode: str = "fast"  # fast | faithful
     clean_workdir: bool = False
     resource_monitor: bool = False

@@ -124,6 +124,38 @@ def quick_weights_sha256(settings: "Settings") -> str | None:
     return sha256_file(path)
 
 
+def check_save_maps(settings: "Settings") -> None:
+    """``--save-maps`` needs a model that predicts tissue maps: UsageError (exit 64) before anything is written.
+
+    A model family without maps (``tumsyn-official``, ``lccd-small``) is refused from its name alone
+    (no torch); otherwise the weights are loaded on CPU and asked (``--weights`` may hold any checkpoint).
+    """
+    from tumsyn_bids.errors import UsageError
+    from tumsyn_bids.models.configs import PhysicsModelConfig, get_config
+
+    if not getattr(settings, "save_maps", False):
+        return
+    message = "--save-maps: model {} does not predict tissue maps (only physics-structured models such as tumsyn-small do)"
+    if not isinstance(get_config(settings.model), PhysicsModelConfig):
+        raise UsageError(message.format(settings.model))
+    from tumsyn_bids.anat.synthesis import predicts_tissue_maps
+    from tumsyn_bids.models.loading import load_model
+
+    bundle = load_model(settings.model, str(settings.weights) if settings.weights else None, device="cpu")
+    if not predicts_tissue_maps(bundle):
+        raise UsageError(message.format(f"{bundle.name} ({bundle.path})"))
+
+
+def map_relpaths(settings: "Settings", output: "PlannedOutput") -> list[Path]:
+    """Tissue maps of ``output`` that the run must write (none without ``--save-maps``)."""
+    from tumsyn_bids.bids.derivatives import TISSUE_MAPS, map_relpath
+
+    if not getattr(settings, "save_maps", False):
+        return []
+    rel_source = _relative(output.source_path, settings.bids_dir)
+    return [map_relpath(rel_source, output.target, name) for name in TISSUE_MAPS]
+
+
 def template_spaces(settings: "Settings") -> tuple[str, ...]:
     """The requested standard spaces (``T1w`` = native, always written)."""
     return tuple(s for s in (getattr(settings, "output_spaces", ()) or ()) if not s.startswith("T1w"))
@@ -155,8 +187,10 @@ def make_jobs(settings: "Settings", plan: "Plan", model_name: str | None, sha256
         rel = output_relpath(settings, output)
         mask = out_dir / mask_relpath(_relative(output.source_path, settings.bids_dir))
         templates_done = all((out_dir / p).is_file() for p in template_relpaths(settings, output))
-        if templates_done and mask.is_file() and is_up_to_date(out_dir / rel, prompt=output.prompt.text(), model_name=model_name,
-                                            weights_sha256=sha256, masked_output=settings.mask_output):
+        current = [out_dir / rel, *(out_dir / p for p in map_relpaths(settings, output))]  # maps: --save-maps
+        if templates_done and mask.is_file() and all(
+                is_up_to_date(path, prompt=output.prompt.text(), model_name=model_name, weights_sha256=sha256,
+                              masked_output=settings.mask_output) for path in current):
             done.append(rel.as_posix())
             continue
         reals = session_images(output.source_path, output.target)
@@ -369,7 +403,7 @@ def _run_workflow(settings: "Settings", jobs: dict[str, list["Job"]], use_gpu: b
         bids_dir=Path(settings.bids_dir), out_dir=Path(settings.output_dir), model=settings.model,
         weights=str(settings.weights) if settings.weights else None, device=settings.device, use_gpu=use_gpu,
         mode=settings.inference_mode, skull_strip=settings.skull_strip, mask_output=settings.mask_output,
-        omp_nthreads=omp, template_spaces=template_spaces(settings),
+        save_maps=settings.save_maps, omp_nthreads=omp, template_spaces=template_spaces(settings),
     )
     workflow = init_tumsyn_wf(jobs, opts, base_dir=Path(settings.work_dir), crash_dirs=crash_dirs)
     if settings.stop_on_first_crash:

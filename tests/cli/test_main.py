@@ -300,3 +300,13 @@ def test_internal_error_is_one_line_with_log(cli, make_ds, tmp_path, monkeypatch
     assert "Traceback" in log.read_text()
     code, _, err = cli(ds, tmp_path / "out", "participant", "-w", tmp_path / "w", "-vvv")
     assert code == 70 and "Traceback" in err
+
+
+@pytest.mark.parametrize("model", ["tumsyn-official", "lccd-small"])
+def test_save_maps_with_a_model_without_maps_fails_before_writing(cli, make_ds, tmp_path, model):
+    ds = make_ds("inherited")
+    out, work = tmp_path / "out", tmp_path / "w"
+    code, _, err = cli(ds, out, "participant", "--model", model, "--save-maps", "-w", work)
+    line = _one_error_line(err)
+    assert code == 64 and "--save-maps" in line and f"model {model} does not predict tissue maps" in line
+    assert not out.exists() and not work.exists()

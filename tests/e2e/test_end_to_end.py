@@ -73,7 +73,7 @@ def first_run(sim_bids, random_checkpoint, tmp_path_factory):
     base = tmp_path_factory.mktemp("run")
     out, work = base / "out", base / "work"
     start = time.perf_counter()
-    proc = H.tumsyn_bids(*run_args(sim_bids, out, work, random_checkpoint))
+    proc = H.tumsyn_bids(*run_args(sim_bids, out, work, random_checkpoint, "--save-maps"))
     seconds = time.perf_counter() - start
     return proc, out, work, seconds
 
@@ -131,6 +131,15 @@ def test_sidecars_and_affines(first_run, sim_bids):
         mask_sidecar = json.loads((out / f"sub-{sub}" / "anat" / f"sub-{sub}_desc-brain_mask.json").read_text())
         assert mask_sidecar["Type"] == "Brain"
         assert mask_sidecar["SkullStripMethod"] == sidecar["SkullStripMethod"]
+        for suffix, units in (("T1map", "ms"), ("T2map", "ms"), ("T2starmap", "ms"), ("PDmap", "arbitrary (CSF = 1)")):
+            tissue_map = image.with_name(f"sub-{sub}_desc-tumsynT2w_{suffix}.nii.gz")  # --save-maps
+            map_sidecar = json.loads(tissue_map.with_name(tissue_map.name.replace(".nii.gz", ".json")).read_text())
+            assert map_sidecar["Units"] == units and map_sidecar["ModelEstimate"] is True
+            assert "not a measurement" in map_sidecar["Description"]
+            assert map_sidecar["Sources"] == sidecar["Sources"]
+            assert map_sidecar["ModelWeightsSHA256"] == sidecar["ModelWeightsSHA256"]
+            assert np.allclose(nib.load(str(tissue_map)).affine, img.affine)
+            assert nib.load(str(tissue_map)).shape == img.shape
     s1 = json.loads((out / "sub-01/anat/sub-01_desc-tumsyn_T2w.json").read_text())
     s2 = json.loads((out / "sub-02/anat/sub-02_desc-tumsyn_T2w.json").read_text())
     assert s1["SkullStripMethod"] == "deepbet"  # whole-head T1w
@@ -159,7 +168,7 @@ def test_rerun_is_a_fast_noop(first_run, sim_bids, random_checkpoint):
     assert proc.returncode == 0
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")}
     start = time.perf_counter()
-    again = H.tumsyn_bids(*run_args(sim_bids, out, work, random_checkpoint))
+    again = H.tumsyn_bids(*run_args(sim_bids, out, work, random_checkpoint, "--save-maps"))  # maps are checked too
     elapsed = time.perf_counter() - start
     assert again.returncode == 0, again.stderr[-3000:]
     assert "up to date" in again.stderr

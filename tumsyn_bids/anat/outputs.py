@@ -60,18 +60,7 @@ def write_synthetic(
     rel = bd.synthetic_relpath(rel_source, target)
     mask_path = write_mask(out_dir, bids_dir, source_file, mask_file, mask_info)
 
-    synth_ras = nib.load(str(synth_file))
-    data = np.asarray(synth_ras.dataobj, dtype=np.float32)
-    if mask_output:
-        from tumsyn_bids.anat.registration import resample_to
-
-        mask_on_synth = resample_to(synth_file, mask_file, interpolator="nearestNeighbor") > 0.5
-        data = np.where(mask_on_synth, data, 0.0).astype(np.float32)
-    img = to_source_orientation(nib.Nifti1Image(data, synth_ras.affine), source_file)
-    out_img = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine)
-    out_img.header.set_xyzt_units("mm", "sec")
-    out_img.header.set_data_dtype(np.float32)
-    image_path = bd.atomic_save_nifti(out_img, out_dir / rel)
+    image_path = bd.atomic_save_nifti(_output_image(synth_file, mask_file, source_file, mask_output), out_dir / rel)
 
     figures: dict[str, str] = {}
     try:
@@ -85,6 +74,9 @@ def write_synthetic(
         real = qc.get("RealImage")
         if real:
             qc["RealImage"] = bd.raw_uri(_relative_to(real, bids_dir))
+    maps = write_maps(out_dir=out_dir, rel_source=rel_source, source_file=source_file, mask_file=mask_file,
+                      mask_path=mask_path, target=target, prompt=prompt, synthesis=synthesis,
+                      mask_output=mask_output)
     sidecar = bd.synthetic_sidecar(
         target=target,
         source_relpath=rel_source,
@@ -104,7 +96,52 @@ def write_synthetic(
     )
     # The sidecar goes last: its presence with this prompt/model marks the output as complete.
     sidecar_file = bd.atomic_write_json(bd.sidecar_path(image_path), sidecar)
-    return {"image": str(image_path), "sidecar": str(sidecar_file), "mask": str(mask_path), **figures}
+    return {"image": str(image_path), "sidecar": str(sidecar_file), "mask": str(mask_path), **figures, **maps}
+
+
+def _output_image(ras_file: str | Path, mask_file: str | Path, source_file: str | Path,
+                  mask_output: bool) -> nib.Nifti1Image:
+    """A synthesis-grid (RAS+) image as written: float32, optionally zeroed outside the mask, source orientation."""
+    ras = nib.load(str(ras_file))
+    data = np.asarray(ras.dataobj, dtype=np.float32)
+    if mask_output:
+        from tumsyn_bids.anat.registration import resample_to
+
+        mask_on_grid = resample_to(ras_file, mask_file, interpolator="nearestNeighbor") > 0.5
+        data = np.where(mask_on_grid, data, 0.0).astype(np.float32)
+    img = to_source_orientation(nib.Nifti1Image(data, ras.affine), source_file)
+    out_img = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine)
+    out_img.header.set_xyzt_units("mm", "sec")
+    out_img.header.set_data_dtype(np.float32)
+    return out_img
+
+
+def write_maps(*, out_dir: str | Path, rel_source: str, source_file: str | Path, mask_file: str | Path,
+               mask_path: Path, target: str, prompt: str, synthesis: dict[str, Any],
+               mask_output: bool = False) -> dict[str, str]:
+    """Write the predicted tissue maps of ``synthesis["maps"]`` that have a BIDS name, with sidecars.
+
+    Same grid, orientation and masking as the synthetic image; ``bd.TISSUE_MAPS`` gives names and
+    units (GdR1 and Susceptibility have no BIDS suffix and are skipped). Returns
+    ``{"map_T1": path, "map_T1_sidecar": path, ...}``.
+    """
+    out_dir = Path(out_dir)
+    written: dict[str, str] = {}
+    for name, ras_file in sorted((synthesis.get("maps") or {}).items()):
+        if name not in bd.TISSUE_MAPS:
+            LOGGER.info("tissue map %s has no BIDS suffix: not written", name)
+            continue
+        rel = bd.map_relpath(rel_source, target, name)
+        path = bd.atomic_save_nifti(_output_image(ras_file, mask_file, source_file, mask_output), out_dir / rel)
+        sidecar = bd.map_sidecar(
+            tissue_map=name, target=target, source_relpath=rel_source,
+            source_suffix=bd.parse_entities(rel_source)[1], mask_relpath=mask_path.relative_to(out_dir),
+            prompt=prompt, model_name=synthesis["model_name"], weights_sha256=synthesis["sha256"],
+            device=synthesis["device"], voxel_size=synthesis["voxel_size"], masked_output=mask_output,
+        )
+        written[f"map_{name}"] = str(path)
+        written[f"map_{name}_sidecar"] = str(bd.atomic_write_json(bd.sidecar_path(path), sidecar))
+    return written
 
 
 def _figures(out_dir: Path, rel_source: str, target: str, source_file: str | Path, mask_path: Path,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
@@ -24,6 +25,7 @@ class SynthesisInfo:
     model_name: str
     sha256: str
     voxel_size: tuple[float, float, float]
+    maps: dict[str, str] = field(default_factory=dict)  # tissue map name -> file (same grid as out_file)
 
 
 def get_bundle(model: str, weights: str | None, device: str):
@@ -34,6 +36,24 @@ def get_bundle(model: str, weights: str | None, device: str):
     if key not in _BUNDLES:
         _BUNDLES[key] = load_model(model, weights or None, device=device)
     return _BUNDLES[key]
+
+
+def predicts_tissue_maps(bundle) -> bool:
+    """Whether the model predicts tissue-parameter maps (physics-structured: the engine's ``tissue_map=``)."""
+    return bool(getattr(getattr(bundle, "net", None), "conditions_decoder", False))
+
+
+def map_file(out_file: str | Path, tissue_map: str) -> str:
+    """Where :func:`synthesize_file` puts tissue map ``tissue_map``: ``<out stem>_<map>.nii.gz`` beside it."""
+    out_file = Path(out_file)
+    stem = out_file.name.split(".")[0]
+    return os.path.abspath(out_file.with_name(f"{stem}_{tissue_map}.nii.gz"))
+
+
+def _save(data, affine, path: str | Path) -> None:
+    out = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
+    out.header.set_xyzt_units("mm", "sec")
+    nib.save(out, str(path))
 
 
 def describe_device(device) -> str:
@@ -49,8 +69,13 @@ def describe_device(device) -> str:
 def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out_file: str | Path, *,
                     model: str = "tumsyn-small", weights: str | None = None, device: str = "auto",
                     voxel_size: tuple[float, float, float] | None = None, mode: str = "fast",
-                    num_threads: int = 1) -> SynthesisInfo:
-    """Mask ``in_file`` with ``mask_file``, synthesize ``prompt`` and save float32 to ``out_file``."""
+                    num_threads: int = 1, tissue_maps: Sequence[str] = ()) -> SynthesisInfo:
+    """Mask ``in_file`` with ``mask_file``, synthesize ``prompt`` and save float32 to ``out_file``.
+
+    ``tissue_maps`` (names of ``physics_net.MAP_NAMES``, e.g. ``("T1", "PD")``) also saves those maps,
+    predicted for the same prompt on the same grid in physical units, to :func:`map_file` paths (one
+    more engine run each); a model without tissue maps raises UsageError.
+    """
     import torch
 
     from tumsyn_bids.inference.device import resolve_device
@@ -59,6 +84,10 @@ def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out
     torch.set_num_threads(max(1, int(num_threads)))
     dev = resolve_device(device)
     bundle = get_bundle(model, weights, str(dev))
+    if tissue_maps and not predicts_tissue_maps(bundle):
+        from tumsyn_bids.errors import UsageError
+
+        raise UsageError(f"model {bundle.name} does not predict tissue maps (--save-maps)")
     img = nib.load(str(in_file))
     data = np.asarray(img.dataobj, dtype=np.float32)
     mask = np.asarray(nib.load(str(mask_file)).dataobj) > 0
@@ -68,11 +97,17 @@ def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out
                 in_file, prompt, device_text, bundle.name, bundle.sha256)
     result = synthesize(data, img.affine, prompt, bundle, voxel_size=voxel_size, device=dev, mode=mode,
                         progress=False)
-    out = nib.Nifti1Image(np.asarray(result.data, dtype=np.float32), result.affine)
-    out.header.set_xyzt_units("mm", "sec")
-    nib.save(out, str(out_file))
+    _save(result.data, result.affine, out_file)
+    maps: dict[str, str] = {}
+    for name in tissue_maps:
+        predicted = synthesize(data, img.affine, prompt, bundle, voxel_size=voxel_size, device=dev, mode=mode,
+                               progress=False, tissue_map=name)
+        maps[name] = map_file(out_file, name)
+        _save(predicted.data, predicted.affine, maps[name])
+        LOGGER.info("tissue map %s of %s (model estimate): %s", name, in_file, maps[name])
     return SynthesisInfo(
         out_file=os.path.abspath(out_file), device=device_text, seconds=float(result.seconds),
         windows=int(result.windows), model_name=bundle.name, sha256=bundle.sha256,
         voxel_size=tuple(float(v) for v in result.voxel_size),  # type: ignore[arg-type]
+        maps=maps,
     )

@@ -117,6 +117,41 @@ def synthetic_relpath(source: str | Path, target: str, *, space: str | None = No
     return anat_dir(entities) / build_name(entities, contrast.bids_suffix, ext)
 
 
+# Tissue-parameter maps (``--save-maps``): engine map name -> (BIDS quantitative-map suffix, Units).
+# The engine's GdR1 (T1 shortening by gadolinium) and Susceptibility (an SWI weight, not chi in
+# ppm) have no BIDS suffix that means what they are: they are not written.
+TISSUE_MAPS: dict[str, tuple[str, str]] = {
+    "T1": ("T1map", "ms"),
+    "T2": ("T2map", "ms"),
+    "T2star": ("T2starmap", "ms"),
+    "PD": ("PDmap", "arbitrary (CSF = 1)"),
+}
+MAP_SUFFIXES: frozenset[str] = frozenset(suffix for suffix, _ in TISSUE_MAPS.values())
+
+
+def map_desc(target: str) -> str:
+    """``desc`` label of the tissue maps predicted with ``target``: ``tumsyn<Target>`` (e.g. ``tumsynT2w``).
+
+    Always carries the target, so that the outputs of several targets of one session never share a
+    name and a name never depends on which other targets a run asked for.
+    """
+    return "tumsyn" + re.sub(r"[^a-zA-Z0-9]", "", get_contrast(target).name)
+
+
+def map_relpath(source: str | Path, target: str, tissue_map: str, ext: str = ".nii.gz") -> Path:
+    """Relative path of tissue map ``tissue_map`` (a key of TISSUE_MAPS) predicted for ``target`` from ``source``.
+
+    Same entities as the synthetic image, ``desc-tumsyn<Target>`` and the BIDS map suffix, e.g.
+    ``sub-01/anat/sub-01_desc-tumsynT2w_T1map.nii.gz``.
+    """
+    if tissue_map not in TISSUE_MAPS:
+        raise ValueError(f"no BIDS name for tissue map {tissue_map!r}; written: {', '.join(TISSUE_MAPS)}")
+    entities = _base_entities(source)
+    entities.update(get_contrast(target).entities)
+    entities["desc"] = map_desc(target)
+    return anat_dir(entities) / build_name(entities, TISSUE_MAPS[tissue_map][0], ext)
+
+
 def mask_desc(source: str | Path) -> str:
     """``desc`` label of the brain mask of ``source``: ``brain`` for a T1w, ``brain<Suffix>`` else.
 
@@ -266,6 +301,48 @@ def synthetic_sidecar(
     if extra:
         sidecar.update(extra)
     return sidecar
+
+
+def map_sidecar(
+    *,
+    tissue_map: str,
+    target: str,
+    source_relpath: str | Path,
+    source_suffix: str,
+    mask_relpath: str | Path | None,
+    prompt: str,
+    model_name: str,
+    weights_sha256: str,
+    device: str,
+    voxel_size: tuple[float, float, float] | list[float],
+    masked_output: bool,
+) -> dict[str, Any]:
+    """The JSON sidecar of a predicted tissue map: a model estimate, labelled as such."""
+    units = TISSUE_MAPS[tissue_map][1]
+    sources = [raw_uri(source_relpath)]
+    if mask_relpath is not None:
+        sources.append(local_uri(mask_relpath))
+    return {
+        "Units": units,
+        "Description": (
+            f"{tissue_map} map predicted by the {model_name} model (tumsyn {__version__}) from the skull-stripped "
+            f"{source_suffix} image while synthesizing {get_contrast(target).name}: a model estimate, not a "
+            f"measurement (no quantitative acquisition was fitted)."
+        ),
+        "ModelEstimate": True,
+        "EstimationAlgorithm": f"tumsyn physics-structured network {model_name} (predicted tissue parameters)",
+        "Sources": sources,
+        "TissueMap": tissue_map,
+        "TargetContrast": get_contrast(target).name,
+        "Prompt": prompt,
+        "ModelName": model_name,
+        "ModelWeightsSHA256": weights_sha256,
+        "SoftwareVersion": __version__,
+        "Device": device,
+        "VoxelSize": [round(float(v), 4) for v in voxel_size],
+        "SkullStripped": True,
+        "MaskedOutput": bool(masked_output),
+    }
 
 
 def mask_sidecar(*, source_relpath: str | Path, method: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:

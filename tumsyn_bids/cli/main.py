@@ -161,6 +161,10 @@ def run_app(
         help="T1w (native, default) and/or MNI152NLin2009cAsym[:res-N].", rich_help_panel=_OUT),
     mask_output: bool = typer.Option(False, "--mask-output", help="Zero the synthesized image outside the brain mask.",
                                      rich_help_panel=_OUT),
+    save_maps: bool = typer.Option(False, "--save-maps",
+                                   help="Also write the predicted tissue maps (T1map, T2map, T2starmap, PDmap; "
+                                        "model estimates) next to each synthetic image.",
+                                   rich_help_panel=_OUT),
     dry_run: bool = typer.Option(False, "--dry-run", "--plan-only",
                                  help="Plan and print the plan (also WORK_DIR/<run_uuid>/plan.json); run nothing."),
     verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="More output (-vvv: debug + tracebacks)."),
@@ -254,6 +258,7 @@ def build_settings(values: dict) -> "Settings":
         skip_existing=values["skip_existing"],
         output_spaces=opt.parse_output_spaces(values["output_spaces"]),
         mask_output=values["mask_output"],
+        save_maps=bool(values.get("save_maps", False)),
         inference_mode=values["inference_mode"].value,
         clean_workdir=values["clean_workdir"],
         resource_monitor=values["resource_monitor"],
@@ -351,6 +356,10 @@ def execute(settings: "Settings") -> int:
             return int(ExitCode.SOFTWARE)
         return int(runner.run_group_level(settings))
 
+    if settings.save_maps:  # a model without tissue maps: one line, exit 64, nothing written
+        runner = _load_runner()
+        if runner is not None and hasattr(runner, "check_save_maps"):
+            runner.check_save_maps(settings)
     validate(settings)
     prepare_directories(settings)
     config_path = settings.to_toml()

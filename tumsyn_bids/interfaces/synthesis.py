@@ -22,13 +22,14 @@ class _SynthesizeInputSpec(BaseInterfaceInputSpec):
     device = traits.Str("auto", usedefault=True, desc="auto, cpu, cuda or cuda:N")
     voxel_size = traits.List(traits.Float, minlen=3, maxlen=3, desc="output voxel size (mm)")
     mode = traits.Enum("fast", "faithful", usedefault=True, desc="inference mode")
+    tissue_maps = traits.List(traits.Str, desc="also save these predicted tissue maps (PD, T1, T2, T2star, ...)")
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc="torch CPU threads")
     use_gpu = traits.Bool(False, usedefault=True, nohash=True, desc="node runs on a GPU (nipype MultiProc GPU slots)")
 
 
 class _SynthesizeOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="synthetic image (RAS+, output grid)")
-    info = traits.Dict(desc="device, seconds, windows, model_name, sha256, voxel_size")
+    info = traits.Dict(desc="device, seconds, windows, model_name, sha256, voxel_size, maps (name -> file)")
 
 
 class Synthesize(SimpleInterface):
@@ -47,7 +48,8 @@ class Synthesize(SimpleInterface):
         info = synthesize_file(self.inputs.in_file, self.inputs.mask_file, self.inputs.prompt, out,
                                model=self.inputs.model, weights=self.inputs.weights or None,
                                device=self.inputs.device, voxel_size=voxel, mode=self.inputs.mode,
-                               num_threads=self.inputs.num_threads)
+                               num_threads=self.inputs.num_threads,
+                               tissue_maps=tuple(self.inputs.tissue_maps or ()))
         self._results["out_file"] = out
         self._results["info"] = asdict(info)
         return runtime

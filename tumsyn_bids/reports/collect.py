@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tumsyn_bids.bids.derivatives import parse_entities, read_json, sidecar_path
+from tumsyn_bids.bids.derivatives import MAP_SUFFIXES, parse_entities, read_json, sidecar_path
 
 PLAN_FILE = "tumsyn_plan.json"  # sub-X/log/tumsyn_plan.json: what the participant level planned
 
@@ -51,6 +51,8 @@ def synthetic_outputs(out_dir: str | Path, subject: str | None = None) -> list[O
             continue
         if entities.get("space"):
             continue  # template-space copies are listed with their native image
+        if suffix in MAP_SUFFIXES:
+            continue  # predicted tissue maps (--save-maps) accompany a synthetic image; they are not one
         records.append(OutputRecord(path.relative_to(out_dir), entities, suffix,
                                     read_json(sidecar_path(path)) or {}))
     return records

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from nipype.pipeline import engine as pe
 
 from tumsyn_bids import __version__
+from tumsyn_bids.bids.derivatives import TISSUE_MAPS
 from tumsyn_bids.workflows.jobs import Job, RunOptions
 from tumsyn_bids.workflows.anatomical import init_anat_wf
 from tumsyn_bids.workflows.synthesis import init_outputs_wf, init_synthesis_wf
@@ -62,7 +63,8 @@ def init_participant_wf(subject: str, jobs: list[Job], opts: RunOptions) -> pe.W
         synth_wf = init_synthesis_wf(
             prompt=out.prompt.text(), voxel_size=out.voxel_size, model=opts.model, weights=opts.weights,
             device=opts.device, mode=opts.mode, use_gpu=opts.use_gpu, omp_nthreads=opts.omp_nthreads,
-            mem_gb=opts.synth_mem_gb, name=f"synth_{key}_wf",
+            mem_gb=opts.synth_mem_gb, tissue_maps=tuple(TISSUE_MAPS) if opts.save_maps else (),
+            name=f"synth_{key}_wf",
         )
         outputs_wf = init_outputs_wf(
             out_dir=opts.out_dir, bids_dir=opts.bids_dir, source_file=source, target=out.target,
