@@ -17,7 +17,8 @@ from tumsyn_bids.workflows.jobs import Job, RunOptions
 def _output(src: Path, subject: str, target: str = "T2w", contrast: str = "T1w") -> PlannedOutput:
     return PlannedOutput(subject=subject, session=None, target=target, source_path=src, source_entities={},
                          source_metadata={}, prompt=Prompt(modality=target, voxel_size=(2.0, 2.0, 2.0)),
-                         voxel_size=(2.0, 2.0, 2.0), demographics={}, source_contrast=contrast)
+                         voxel_size=(2.0, 2.0, 2.0), demographics={}, source_contrast=contrast,
+                         source_prompt=Prompt(modality=contrast, voxel_size=(2.0, 2.0, 2.0), tr_ms=2300.0))
 
 
 def _opts(tmp_path: Path, use_gpu: bool = False) -> RunOptions:
@@ -50,6 +51,7 @@ def test_graph_layout_and_declared_resources(tmp_path):
     assert "sub_02_wf.anat_sub_02_FLAIR_wf.mask_t1w" in names  # FLAIR source: T1w mask transfer
     synth = wf.get_node("sub_01_wf.synth_sub_01_T1w_T2w_wf.synthesize")
     assert synth.inputs.use_gpu is True and synth.n_procs == 1 and synth.mem_gb == 3.0
+    assert "Modality: T1w" in synth.inputs.source_prompt and "2300.0" in synth.inputs.source_prompt
     mask = wf.get_node("sub_01_wf.anat_sub_01_T1w_wf.brain_mask")
     assert mask.n_procs == 2 and mask.inputs.num_threads == 2
     assert mask.config["execution"]["crashdump_dir"] == str(tmp_path / "c1")

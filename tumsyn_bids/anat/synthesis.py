@@ -69,12 +69,14 @@ def describe_device(device) -> str:
 def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out_file: str | Path, *,
                     model: str = "tumsyn-small", weights: str | None = None, device: str = "auto",
                     voxel_size: tuple[float, float, float] | None = None, mode: str = "fast",
-                    num_threads: int = 1, tissue_maps: Sequence[str] = ()) -> SynthesisInfo:
+                    num_threads: int = 1, tissue_maps: Sequence[str] = (),
+                    source_prompt: str | None = None) -> SynthesisInfo:
     """Mask ``in_file`` with ``mask_file``, synthesize ``prompt`` and save float32 to ``out_file``.
 
     ``tissue_maps`` (names of ``physics_net.MAP_NAMES``, e.g. ``("T1", "PD")``) also saves those maps,
     predicted for the same prompt on the same grid in physical units, to :func:`map_file` paths (one
-    more engine run each); a model without tissue maps raises UsageError.
+    more engine run each); a model without tissue maps raises UsageError. ``source_prompt`` (the
+    source image's own prompt) tells physics-structured models how the input was acquired.
     """
     import torch
 
@@ -93,15 +95,15 @@ def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out
     mask = np.asarray(nib.load(str(mask_file)).dataobj) > 0
     data = np.where(mask, data, 0.0).astype(np.float32)
     device_text = describe_device(dev)
-    LOGGER.info("synthesize %s: prompt %r, device %s, model %s, weights sha256 %s",
-                in_file, prompt, device_text, bundle.name, bundle.sha256)
+    LOGGER.info("synthesize %s: prompt %r, source prompt %r, device %s, model %s, weights sha256 %s",
+                in_file, prompt, source_prompt, device_text, bundle.name, bundle.sha256)
     result = synthesize(data, img.affine, prompt, bundle, voxel_size=voxel_size, device=dev, mode=mode,
-                        progress=False)
+                        progress=False, source_prompt=source_prompt or None)
     _save(result.data, result.affine, out_file)
     maps: dict[str, str] = {}
     for name in tissue_maps:
         predicted = synthesize(data, img.affine, prompt, bundle, voxel_size=voxel_size, device=dev, mode=mode,
-                               progress=False, tissue_map=name)
+                               progress=False, tissue_map=name, source_prompt=source_prompt or None)
         maps[name] = map_file(out_file, name)
         _save(predicted.data, predicted.affine, maps[name])
         LOGGER.info("tissue map %s of %s (model estimate): %s", name, in_file, maps[name])

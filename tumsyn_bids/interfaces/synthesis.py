@@ -17,6 +17,7 @@ class _SynthesizeInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="conformed source image")
     mask_file = File(exists=True, mandatory=True, desc="brain mask of in_file")
     prompt = traits.Str(mandatory=True, desc="TUMSyn prompt of the image to generate")
+    source_prompt = traits.Str("", usedefault=True, desc="the source image's own prompt ('' = unknown)")
     model = traits.Str("tumsyn-small", usedefault=True, desc="model name")
     weights = traits.Str("", usedefault=True, desc="weights location ('' = default search)")
     device = traits.Str("auto", usedefault=True, desc="auto, cpu, cuda or cuda:N")
@@ -49,7 +50,8 @@ class Synthesize(SimpleInterface):
                                model=self.inputs.model, weights=self.inputs.weights or None,
                                device=self.inputs.device, voxel_size=voxel, mode=self.inputs.mode,
                                num_threads=self.inputs.num_threads,
-                               tissue_maps=tuple(self.inputs.tissue_maps or ()))
+                               tissue_maps=tuple(self.inputs.tissue_maps or ()),
+                               source_prompt=self.inputs.source_prompt or None)
         self._results["out_file"] = out
         self._results["info"] = asdict(info)
         return runtime
