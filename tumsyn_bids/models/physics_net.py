@@ -33,7 +33,7 @@ from tumsyn_bids.protocols import SEQUENCES, Protocol
 log = logging.getLogger(__name__)
 
 MAP_NAMES = ("PD", "T1", "T2", "T2star", "GdR1", "Susceptibility")  # output channel order
-MAP_UNITS = {"PD": "relative (CSF = 1)", "T1": "ms", "T2": "ms", "T2star": "ms",
+MAP_UNITS = {"PD": "arbitrary (CSF = 1)", "T1": "ms", "T2": "ms", "T2star": "ms",
              "GdR1": "1/s (T1 shortening by gadolinium)", "Susceptibility": "0-1 (SWI weight)"}
 # Conditioning vector: sequence one-hot, TR, TE, TI (0 = none), flip angle (0 = T2var),
 # field strength, age (-1 = unknown), sex (+1 F, -1 M, 0 unknown), T1CE flag, SWI flag, and a
