@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tumsyn_bids.models.decoder import MLP, sample_features
+from tumsyn_bids.models.decoder import sample_features
 from tumsyn_bids.models.registry import register
 from tumsyn_bids.protocols import SEQUENCES, Protocol
 
@@ -158,6 +158,16 @@ class PromptConditioner(nn.Module):
         return vec.to(self._anchor.device)
 
 
+def point_head(in_dim: int, out_dim: int, hidden: Sequence[int]) -> nn.Sequential:
+    """Per-point MLP with leaky ReLUs (plain ReLUs died early in training: the head went constant)."""
+    dims = [in_dim, *hidden]
+    layers: list[nn.Module] = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(a, b), nn.LeakyReLU(0.1)]
+    layers.append(nn.Linear(dims[-1], out_dim))
+    return nn.Sequential(*layers)
+
+
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv3d(cin, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
                          nn.Conv3d(cout, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
@@ -221,7 +231,7 @@ class PhysicsSynthNet(nn.Module):
                        "head_hidden": list(head_hidden), "cond_dim": cond_dim}
         self.min_window = 2 ** (len(widths) - 1)
         self.encoder = UNet3D(in_channels, widths, feat_dim, film_dim=3 + SOURCE_FEATURES)
-        self.head = MLP(feat_dim, len(MAP_NAMES), list(head_hidden))
+        self.head = point_head(feat_dim, len(MAP_NAMES), head_hidden)
         self._init_weights()
 
     def _init_weights(self) -> None:
