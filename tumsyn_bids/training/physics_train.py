@@ -42,7 +42,7 @@ class PhysicsTrainConfig:
     held_out: list[str] = field(default_factory=lambda: list(DEFAULT_HELD_OUT))
     steps: int = 4000
     batch_size: int = 2
-    lr: float = 1e-3
+    lr: float = 2e-4  # 1e-3 collapsed to constant maps (benchmarks/physics_learning_probe.py); 2e-4 learns
     min_lr: float = 2e-5
     warmup: int = 100
     weight_decay: float = 1e-4
