@@ -9,7 +9,10 @@ for ``render_targets`` random target protocols (normalised by the true image's 9
 Checkpoints (model, optimiser, step, random states, loss log) are written atomically every
 ``checkpoint_every`` steps to RUN_DIR; a rerun with the same RUN_DIR resumes. ``export`` writes
 the native checkpoint and training record that :mod:`tumsyn_bids.training.ship` packages.
-The run sizes itself to the device: on CUDA a bigger batch and patch, bf16 autocast.
+The run sizes itself to the device: on CUDA a bigger batch and patch, and ``workers`` processes
+simulating batches (each loads its share of the label maps) so that the GPU is not starved.
+``time_budget`` (seconds) fixes the number of steps from the rate measured over the first steps, so
+that the learning-rate schedule ends when the budget does (how a lent GPU's minutes are used).
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ class PhysicsTrainConfig:
     threads: int = 2
     checkpoint_every: int = 50
     device: str = "auto"
+    workers: int = 0  # simulation processes; 0 = simulate in the training process
+    time_budget: float = 0.0  # seconds; > 0: steps = what fits, measured after the first steps
+    amp: bool = False  # bf16 autocast (CUDA only); the model is small, fp32/TF32 is the safe default
     model_args: dict[str, Any] = field(default_factory=lambda: dict(MODEL_ARGS))
     sim: SimConfig = field(default_factory=SimConfig)
 
@@ -85,10 +91,36 @@ def size_to_device(cfg: PhysicsTrainConfig, device: torch.device) -> PhysicsTrai
     """On a GPU: bigger patches and batches (minutes there are hours of a laptop CPU)."""
     if device.type != "cuda":
         return cfg
+    import os
+
     free, _ = torch.cuda.mem_get_info(device)
     batch = 8 if free > 40e9 else 4
-    return dataclasses.replace(cfg, batch_size=max(cfg.batch_size, batch),
+    workers = cfg.workers or max(1, min(14, (os.cpu_count() or 2) - 2))
+    return dataclasses.replace(cfg, batch_size=max(cfg.batch_size, batch), workers=workers,
                                sim=dataclasses.replace(cfg.sim, size=max(cfg.sim.size, 64)))
+
+
+class SimulatedBatches(torch.utils.data.IterableDataset):
+    """Endless simulated batches. In a DataLoader worker, each worker loads its own share of the
+    label maps (loading is the slow part of start-up) and draws from its own seeded stream."""
+
+    def __init__(self, files: list[Path], sim: SimConfig, batch: int, seed: int, start_step: int):
+        self.files, self.sim, self.batch, self.seed, self.start_step = files, sim, batch, seed, start_step
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        if info is not None:
+            torch.set_num_threads(1)
+        mine = self.files[wid::n] or [self.files[wid % len(self.files)]]
+        volumes = [load_label_volume(f) for f in mine]
+        rng = np.random.default_rng([self.seed, wid, self.start_step])
+        gen = torch.Generator().manual_seed(hash((self.seed, wid, self.start_step)) % 2**62)
+        while True:
+            yield make_batch(volumes, self.sim, self.batch, rng, gen)
+
+
+
 
 
 def lr_at(step: int, cfg: PhysicsTrainConfig) -> float:
@@ -159,6 +191,10 @@ def train(cfg: PhysicsTrainConfig, out_dir: Path, *, resume: bool = True,
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     cfg = size_to_device(cfg, device)
     train_files, held = labelmap_files(cfg.labelmaps, cfg.held_out)
     if not train_files:
@@ -166,7 +202,6 @@ def train(cfg: PhysicsTrainConfig, out_dir: Path, *, resume: bool = True,
 
         raise UsageError(f"no training label maps found in {cfg.labelmaps}")
     report(f"label maps: {len(train_files)} for training, {len(held)} held out ({', '.join(p.name for p in held)})")
-    volumes = [load_label_volume(f) for f in train_files]
     torch.manual_seed(cfg.seed)
     net = PhysicsSynthNet(**cfg.model_args).to(device).to(memory_format=torch.channels_last_3d)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -182,14 +217,35 @@ def train(cfg: PhysicsTrainConfig, out_dir: Path, *, resume: bool = True,
         rng.bit_generator.state = json.loads(state["rng"])
         gen.set_state(state["gen"])
         report(f"resumed at step {step}")
-    amp = device.type == "cuda"
+    amp = cfg.amp and device.type == "cuda"
     log_path = out_dir / "losses.jsonl"
-    t_last = time.perf_counter()
+    if cfg.workers > 0:
+        loader = torch.utils.data.DataLoader(SimulatedBatches(train_files, cfg.sim, cfg.batch_size, cfg.seed, step),
+                                             batch_size=None, num_workers=cfg.workers, prefetch_factor=4,
+                                             persistent_workers=True)
+        batches = iter(loader)
+        next_batch = lambda: next(batches)  # noqa: E731
+        report(f"simulating with {cfg.workers} worker processes")
+    else:
+        volumes = [load_label_volume(f) for f in train_files]
+        next_batch = lambda: make_batch(volumes, cfg.sim, cfg.batch_size, rng, gen)  # noqa: E731
+    report(f"device {device}, batch {cfg.batch_size} x {cfg.sim.size}^3, lr {cfg.lr:g}")
+    t_start, start_step, planned = time.perf_counter(), step, cfg.time_budget <= 0
+    t_last, t_rate = t_start, t_start  # the rate is measured from the 5th step (after start-up)
     while step < cfg.steps:
+        t_fetch = time.perf_counter()
+        batch = next_batch()
         t0 = time.perf_counter()
+        if step - start_step == 5:
+            t_rate = t_fetch
+        if not planned and (step - start_step >= 25 or t0 - t_start > 90):
+            rate = (step - start_step - 5) / max(t_fetch - t_rate, 1e-6) if step - start_step > 5 else 0.0
+            left = cfg.time_budget - (t_fetch - t_start)
+            cfg = dataclasses.replace(cfg, steps=step + max(1, int(left * rate * 0.97)))
+            planned = True
+            report(f"time budget {cfg.time_budget:.0f} s: {cfg.steps} steps in all")
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        batch = make_batch(volumes, cfg.sim, cfg.batch_size, rng, gen)
         terms = losses(net, batch, cfg, rng, device, amp)
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
@@ -197,17 +253,22 @@ def train(cfg: PhysicsTrainConfig, out_dir: Path, *, resume: bool = True,
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         step += 1
-        wall += time.perf_counter() - t0
+        wall += time.perf_counter() - t_fetch
         record = {"step": step, "loss": float(loss.detach()), **{k: round(float(v.detach()), 5) for k, v in terms.items()},
-                  "lr": lr_at(step - 1, cfg), "sec": round(time.perf_counter() - t0, 3)}
+                  "lr": lr_at(step - 1, cfg), "sec": round(time.perf_counter() - t_fetch, 3),
+                  "data": round(t0 - t_fetch, 3)}
         with open(log_path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        over = cfg.time_budget > 0 and time.perf_counter() - t_start > cfg.time_budget
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or over:
             _save_state(state_path, net, opt, step, rng, gen, cfg, wall)
         if time.perf_counter() - t_last > 30 or step == cfg.steps:
             t_last = time.perf_counter()
             report(f"step {step}/{cfg.steps} loss {record['loss']:.4f} "
                    + " ".join(f"{k} {record[k]:.3f}" for k in terms) + f" ({record['sec']:.2f} s/step)")
+        if over:
+            report(f"time budget spent at step {step}")
+            break
     return {"steps": step, "wall_seconds": wall, "device": str(device), "train_files": [p.name for p in train_files],
             "held_out": [p.name for p in held], "config": cfg}
 
@@ -228,7 +289,7 @@ def export(out_dir: Path, dest: Path | None = None) -> dict[str, Any]:
     losses_log = [json.loads(x) for x in (out_dir / "losses.jsonl").read_text().splitlines() if x.strip()]
     losses_log = [r for r in losses_log if r["step"] <= state["step"]]
     tail = losses_log[-200:]
-    mean_tail = {k: float(np.mean([r[k] for r in tail])) for k in tail[0] if k not in ("step", "lr", "sec")} if tail else {}
+    mean_tail = {k: float(np.mean([r[k] for r in tail])) for k in tail[0] if k not in ("step", "lr", "sec", "data")} if tail else {}
     from tumsyn_bids.training.data_sim import stem
 
     train_files, held = labelmap_files(cfg.labelmaps, cfg.held_out)
@@ -268,14 +329,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--workers", type=int, default=0, help="simulation processes (default: 0 on CPU, cores-2 on CUDA)")
+    ap.add_argument("--time-budget", type=float, default=0.0, help="seconds: fit the schedule to this wall time")
+    ap.add_argument("--lr", type=float, default=PhysicsTrainConfig.lr)
     ap.add_argument("--no-resume", action="store_true")
     ap.add_argument("--export-only", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not args.export_only:
         cfg = PhysicsTrainConfig(labelmaps=args.labelmaps, steps=args.steps, batch_size=args.batch_size,
-                                 threads=args.threads, seed=args.seed, device=args.device,
-                                 sim=SimConfig(size=args.size))
+                                 threads=args.threads, seed=args.seed, device=args.device, lr=args.lr,
+                                 workers=args.workers, time_budget=args.time_budget, sim=SimConfig(size=args.size))
         state_path = args.out / "state.pt"
         if state_path.exists() and not args.no_resume:  # keep the run's own config, extend its steps
             saved = PhysicsTrainConfig.from_dict(json.loads(torch.load(state_path, weights_only=False)["config"]))
