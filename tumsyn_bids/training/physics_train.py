@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         state_path = args.out / "state.pt"
         if state_path.exists() and not args.no_resume:  # keep the run's own config, extend its steps
             saved = PhysicsTrainConfig.from_dict(json.loads(torch.load(state_path, weights_only=False)["config"]))
-            cfg = dataclasses.replace(saved, steps=args.steps, labelmaps=args.labelmaps)
+            cfg = dataclasses.replace(saved, steps=args.steps, labelmaps=args.labelmaps, time_budget=args.time_budget)
         train(cfg, args.out, resume=not args.no_resume, report=lambda m: print(m, flush=True))
     record = export(args.out)
     print(f"model: {record['model_file']} sha256 {record['sha256']}")
