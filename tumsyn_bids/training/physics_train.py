@@ -215,7 +215,7 @@ def train(cfg: PhysicsTrainConfig, out_dir: Path, *, resume: bool = True,
         opt.load_state_dict(state["optimizer"])
         step, wall = int(state["step"]), float(state.get("wall_seconds", 0.0))
         rng.bit_generator.state = json.loads(state["rng"])
-        gen.set_state(state["gen"])
+        gen.set_state(state["gen"].cpu())  # map_location moved it to the training device
         report(f"resumed at step {step}")
     amp = cfg.amp and device.type == "cuda"
     log_path = out_dir / "losses.jsonl"
