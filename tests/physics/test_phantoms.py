@@ -72,7 +72,9 @@ def test_mni_phantom_has_brain_csf_and_extracerebral_layers(mni4):
     assert 1200 < icv_ml < 2300  # an adult intracranial volume
     outside = ~ph.brain_mask
     extra = ph.probs[3:].sum(axis=0)
-    assert extra[outside].sum() > 0.2 * outside.sum() * 0  # present
+    # a shell, not the whole field of view: 12.5% of the voxels outside the brain are mostly
+    # extra-cerebral tissue at 4 mm, the rest is air
+    assert 0.05 < (extra[outside] > 0.5).mean() < 0.5
     assert extra[outside].sum() * 64 / 1000 > 300  # hundreds of mL of skull/scalp
     assert extra[ph.brain_mask].mean() < 0.05
     # CSF fills the ventricles: some intracranial voxels are mostly CSF
