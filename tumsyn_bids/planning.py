@@ -179,6 +179,9 @@ def check_nifti(path: Path) -> tuple[tuple[int, ...], tuple[float, float, float]
     if path.is_symlink() and not path.exists():
         raise DataError("dangling symlink: the file content is not present (a datalad/git-annex dataset? "
                         f"run `datalad get {path.name}` in its folder)", path=path)
+    from tumsyn_bids.anat.conform import check_header_geometry, inspect_geometry
+
+    check_header_geometry(path)  # an impossible qform without a sform: nibabel cannot place the voxels
     raw_zooms = _raw_voxel_sizes(path)
     if raw_zooms is not None and any(not (abs(z) > 0) for z in raw_zooms):  # nibabel would silently use 1 mm
         raise DataError(f"voxel sizes {raw_zooms} in the header are not positive", path=path)
@@ -212,6 +215,7 @@ def check_nifti(path: Path) -> tuple[tuple[int, ...], tuple[float, float, float]
         raise DataError(f"image is too small to synthesize from (shape {shape})", path=path)
     if any(not (z > 0) for z in zooms):
         raise DataError(f"voxel sizes {zooms} in the header are not positive", path=path)
+    zooms = inspect_geometry(header, path, shape).voxel_sizes  # those of the affine used (README "Geometry")
     n_data = int(np.prod(shape)) * dtype.itemsize
     scan = scan_payload(path, offset, n_data, dtype)
     if scan.available < offset + n_data:
@@ -493,6 +497,7 @@ def source_prompt(source: "ImageRecord", contrast: str, voxel_size: tuple[float,
 
 def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan:
     """Apply the selection rule to discovered sessions (no pybids needed: testable on records)."""
+    from tumsyn_bids.anat.conform import geometry_warnings
     from tumsyn_bids.cli.options import parse_source
 
     source_filters = parse_source(settings.source)
@@ -537,6 +542,7 @@ def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan
                 no_source = True
                 continue
             clean_metadata, problems = metadata_problems(chosen)
+            problems = problems + geometry_warnings(chosen.path)  # repaired sform/qform: warned, noted
             for line in problems:
                 if line not in plan.warnings:
                     plan.warnings.append(line)

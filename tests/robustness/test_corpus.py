@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -569,6 +570,125 @@ def b_zero_voxel_option(root):
     return ["--voxel", "0", "1", "1"]
 
 
+# --- geometry: broken sform/qform are repaired with a warning naming the file, or refused ---------
+
+
+def save_raw(path: Path, data: np.ndarray, edit: Callable[[nb.Nifti1Header], None]) -> Path:
+    """Write a .nii.gz with exactly the header ``edit`` leaves (nibabel's save would refresh sform/qform).
+
+    The starting header has 2 mm voxels and a matching RAS sform and qform (both code 1)."""
+    header = nb.Nifti1Header()
+    header.set_data_shape(data.shape)
+    header.set_data_dtype(data.dtype)
+    header.set_zooms((2.0, 2.0, 2.0))
+    header.set_sform(GEO_AFFINE, code=1)
+    header.set_qform(GEO_AFFINE, code=1)
+    edit(header)
+    raw = io.BytesIO()
+    header.write_to(raw)
+    raw.write(b"\0" * (int(header.get_data_offset()) - raw.tell()))
+    raw.write(np.asarray(data).tobytes(order="F"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(raw.getvalue()))
+    return path
+
+
+GEO_AFFINE = np.array([[2.0, 0, 0, -15], [0, 2.0, 0, -15], [0, 0, 2.0, -15], [0, 0, 0, 1]])
+
+
+def geometry_case(edit):
+    def build(root):
+        base(root)
+        save_raw(image_of(root), blob(), edit)
+        return ["--dry-run"]
+
+    return build
+
+
+def _no_xforms(h):
+    h["sform_code"], h["qform_code"] = 0, 0
+
+
+def _singular_sform(h):
+    h.set_sform(np.diag([0.0, 0.0, 0.0, 1.0]), code=1)
+
+
+def _singular_sform_only(h):
+    _singular_sform(h)
+    h["qform_code"] = 0
+
+
+def _nan_sform_nan_qform(h):
+    h["srow_x"] = [np.nan] * 4
+    h["qoffset_x"] = np.nan
+
+
+def _flipped_qform(h):
+    flipped = GEO_AFFINE.copy()
+    flipped[0, 0], flipped[0, 3] = -2.0, 15.0
+    h.set_qform(flipped, code=1)
+
+
+def _shifted_qform(h):
+    shifted = GEO_AFFINE.copy()
+    shifted[:3, 3] += (30.0, 0.0, 0.0)
+    h.set_qform(shifted, code=1)
+
+
+def _sheared(h, keep_qform):
+    sheared = GEO_AFFINE.copy()
+    sheared[0, 1] = 0.5  # 14 degrees between the first two voxel axes: ITK/antspyx cannot read it
+    h.set_sform(sheared, code=1)
+    if not keep_qform:
+        h["qform_code"] = 0
+
+
+def _bad_quaternion_beside_sform(h):
+    h["quatern_b"] = 1.5
+
+
+def _bad_quaternion_only(h):
+    h["quatern_b"] = 1.5
+    h["sform_code"] = 0
+
+
+def _pixdim_differs(h):
+    h["pixdim"][1:4] = 1.0  # the sform says 2 mm
+
+
+def _qfac_zero(h):
+    h["pixdim"][0] = 0.0  # read as 1 (the NIfTI rule): not a repair
+
+
+def _nan_pixdim_no_xforms(h):
+    _no_xforms(h)
+    h["pixdim"][2] = np.nan
+
+
+def _oblique_pair(h):
+    rot = np.array([[np.cos(0.4), -np.sin(0.4), 0], [np.sin(0.4), np.cos(0.4), 0], [0, 0, 1]])
+    oblique = GEO_AFFINE.copy()
+    oblique[:3, :3] = rot @ np.diag([2.0, 2.0, 2.0])
+    h.set_sform(oblique, code=1)
+    h.set_qform(oblique, code=1)
+
+
+def geometry_check(needle: str | None, voxel=(2.0, 2.0, 2.0)):
+    """The plan notes the repair, stderr warns once naming the file (or, for None, says nothing)."""
+
+    def check(plan, stderr):
+        out = plan["outputs"][0]
+        assert out["source_voxel_size"] == pytest.approx(list(voxel), abs=1e-3)
+        if needle is None:
+            assert "warning" not in stderr and plan["warnings"] == [], stderr
+            return
+        pattern = r"^tumsyn-bids: warning: \S+sub-01/anat/sub-01_T1w.nii.gz: " + needle
+        assert len(re.findall(pattern, stderr, re.M)) == 1, stderr
+        assert any(re.search(needle, note) for note in out["notes"]), out["notes"]
+
+    return check
+
+
 # --- the table ----------------------------------------------------------------------------------
 
 
@@ -653,6 +773,33 @@ CASES: dict[str, Case] = {
     "huge_header_small_file": Case(b_huge_header_small_file, 65,
                                    E + r"\S+sub-01_T1w.nii.gz: truncated: 2352 of 16000000352 bytes"),
     "unknown_target": Case(b_unknown_target, 64, E + r"--target: .*T3w"),
+    # geometry (README "Geometry"): repaired with a warning + plan note (sidecar: tests/anat), or refused (65)
+    "geometry_no_sform_no_qform": Case(geometry_case(_no_xforms), 0, r"", geometry_check(
+        r"no sform or qform \(both codes 0\): orientation unknown; assumed 2 x 2 x 2 mm voxels in LAS axis order")),
+    "geometry_singular_sform_with_qform": Case(geometry_case(_singular_sform), 0, r"", geometry_check(
+        r"sform \(code 1\) is unusable \(singular matrix\): used the qform \(RAS\)")),
+    "geometry_singular_sform_only": Case(geometry_case(_singular_sform_only), 0, r"", geometry_check(
+        r"sform unusable \(singular matrix\) and no qform: orientation unknown; assumed 2 x 2 x 2 mm")),
+    "geometry_nan_sform_and_qform": Case(geometry_case(_nan_sform_nan_qform), 0, r"", geometry_check(
+        r"sform unusable \(non-finite values\) and qform unusable \(non-finite values\): orientation unknown")),
+    "geometry_sform_qform_flipped": Case(geometry_case(_flipped_qform), 0, r"", geometry_check(
+        r"sform and qform disagree \(corners up to \d+ mm apart; sform RAS, qform LAS\): used the sform")),
+    "geometry_sform_qform_shifted": Case(geometry_case(_shifted_qform), 0, r"", geometry_check(
+        r"sform and qform disagree \(corners up to 30 mm apart; both RAS\): used the sform")),
+    "geometry_sheared_sform_no_qform": Case(geometry_case(lambda h: _sheared(h, False)), 0, r"", geometry_check(
+        r"sform is sheared \(14 degrees .*no usable qform: used its nearest rotation", voxel=(2.0, 2.0616, 2.0))),
+    "geometry_sheared_sform_with_qform": Case(geometry_case(lambda h: _sheared(h, True)), 0, r"", geometry_check(
+        r"sform is sheared \(14 degrees between voxel axes, unreadable for ANTs\): used the qform instead")),
+    "geometry_bad_quaternion_beside_sform": Case(geometry_case(_bad_quaternion_beside_sform), 0, r"", geometry_check(
+        r"qform \(code 1\) is unusable \(invalid quaternion\): ignored, used the sform")),
+    "geometry_pixdim_differs_from_sform": Case(geometry_case(_pixdim_differs), 0, r"", geometry_check(
+        r"voxel sizes in pixdim \(1 x 1 x 1 mm\) differ from the sform's \(2 x 2 x 2 mm\): used the sform's")),
+    "geometry_qfac_zero": Case(geometry_case(_qfac_zero), 0, r"", geometry_check(None)),
+    "geometry_oblique_sform_equals_qform": Case(geometry_case(_oblique_pair), 0, r"", geometry_check(None)),
+    "geometry_impossible_quaternion_only": Case(geometry_case(_bad_quaternion_only), 65, E + r"\S+sub-01_T1w.nii.gz: "
+                                                r"qform \(code 1\) holds an impossible quaternion .* no usable sform"),
+    "geometry_nan_voxel_size_no_xforms": Case(geometry_case(_nan_pixdim_no_xforms), 65,
+                                              E + r"\S+sub-01_T1w.nii.gz: voxel sizes .* are not positive"),
     "zero_voxel_option": Case(b_zero_voxel_option, 64, E + r"--voxel"),
 }
 

@@ -10,7 +10,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from tumsyn_bids.anat.conform import to_source_orientation
+from tumsyn_bids.anat.conform import geometry_of, to_source_orientation
 from tumsyn_bids.bids import derivatives as bd
 
 LOGGER = logging.getLogger("tumsyn.outputs")
@@ -30,11 +30,17 @@ def write_mask(out_dir: str | Path, bids_dir: str | Path, source_file: str | Pat
     img = nib.Nifti1Image(np.asarray(mask.dataobj).astype(np.uint8), mask.affine)
     img.header.set_xyzt_units("mm", "sec")
     bd.atomic_save_nifti(img, out_dir / rel)
-    sidecar = bd.mask_sidecar(source_relpath=rel_source, method=mask_info.get("method", "unknown"),
-                              extra={"SkullStripDetail": mask_info.get("detail"),
-                                     "BrainVolumeMl": mask_info.get("volume_ml")})
+    extra = {"SkullStripDetail": mask_info.get("detail"), "BrainVolumeMl": mask_info.get("volume_ml")}
+    extra.update(source_geometry(source_file))
+    sidecar = bd.mask_sidecar(source_relpath=rel_source, method=mask_info.get("method", "unknown"), extra=extra)
     bd.atomic_write_json(bd.sidecar_path(out_dir / rel), sidecar)
     return out_dir / rel
+
+
+def source_geometry(source_file: str | Path) -> dict[str, Any]:
+    """``{"SourceGeometry": {...}}`` when the source's sform/qform had to be repaired, else ``{}``."""
+    record = geometry_of(source_file).record()
+    return {"SourceGeometry": record} if record else {}
 
 
 def write_synthetic(
@@ -93,6 +99,7 @@ def write_synthetic(
         source_metadata=source_metadata,
         seconds=synthesis.get("seconds"),
         qc=qc,
+        extra=source_geometry(source_file) or None,
     )
     # The sidecar goes last: its presence with this prompt/model marks the output as complete.
     sidecar_file = bd.atomic_write_json(bd.sidecar_path(image_path), sidecar)
