@@ -85,11 +85,14 @@ def test_written_image_is_in_source_grid_with_mask(out_dir):
 def test_participant_report(out_dir):
     _, out = out_dir
     page = write_participant_report(out, "01", run_info={"Device requested": "cpu"}).read_text()
-    assert 'src="sub-01/figures/sub-01_desc-tumsyn_T2w_synth.png"' in page
-    assert "prompt 01" in page and "PSNR 30.500" in page and "already-skull-stripped" in page
-    assert "Errors" not in page
+    # no SVG reportlets were drawn here: the report falls back to the static PNGs the writer drew
+    assert '<img class="png-reportlet" src="sub-01/figures/sub-01_desc-tumsyn_T2w_synth.png"' in page
+    assert 'src="sub-01/figures/sub-01_desc-tumsyn_T2w_qc.png"' in page
+    assert "prompt 01" in page and "PSNR (brain mask)</th><td>30.500" in page and "already-skull-stripped" in page
+    assert "No errors to report." in page and "Device requested</th><td>cpu" in page
+    assert "Reportlet not drawn" in page  # the mask reportlet has no PNG stand-in: said, not hidden
     bad = write_participant_report(out, "03").read_text()
-    assert "Errors" in bad and "image has no finite values" in bad
+    assert "No errors to report." not in bad and "image has no finite values" in bad
 
 
 def test_group_summary_lists_outputs_and_missing_participants(out_dir):

@@ -32,6 +32,31 @@ class OutputRecord:
         return self.path.name.split(".")[0]
 
 
+def mask_record(out_dir: str | Path, rec: OutputRecord) -> tuple[Path | None, dict[str, Any]]:
+    """The brain mask an output used (from its ``Sources``, relative to out_dir) and the mask's sidecar."""
+    for uri in rec.sidecar.get("Sources", []):
+        if isinstance(uri, str) and uri.startswith("bids::") and "_mask.nii" in uri:
+            rel = Path(uri[len("bids::"):])
+            return rel, read_json(sidecar_path(Path(out_dir) / rel)) or {}
+    return None, {}
+
+
+def mask_warning(mask_sidecar: dict[str, Any]) -> str | None:
+    """The ``MaskQC`` warning of a mask sidecar, if any (written by the skull-strip QC)."""
+    mask_qc = mask_sidecar.get("MaskQC")
+    return str(mask_qc["Warning"]) if isinstance(mask_qc, dict) and mask_qc.get("Warning") else None
+
+
+def mask_volume_ml(mask_sidecar: dict[str, Any]) -> float | None:
+    """Brain-mask volume in mL: ``MaskQC.VolumeML`` when present, else ``BrainVolumeMl``."""
+    mask_qc = mask_sidecar.get("MaskQC")
+    for value in ((mask_qc or {}).get("VolumeML") if isinstance(mask_qc, dict) else None,
+                  mask_sidecar.get("BrainVolumeMl")):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
 def participants_in(out_dir: str | Path) -> list[str]:
     """Participant labels with a ``sub-*`` directory in out_dir, sorted."""
     return sorted(p.name[4:] for p in Path(out_dir).glob("sub-*") if p.is_dir())

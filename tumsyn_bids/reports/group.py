@@ -6,16 +6,22 @@ import csv
 import html
 import io
 import logging
+import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tumsyn_bids import __version__
 from tumsyn_bids.bids.derivatives import atomic_write_text
 from tumsyn_bids.errors import NoInputError
 from tumsyn_bids.reports.collect import (
     OutputRecord,
     crash_files,
     crash_summary,
+    mask_record,
+    mask_volume_ml,
+    mask_warning,
     participants_in,
     planned_outputs,
     synthetic_outputs,
@@ -63,13 +69,21 @@ def _row(rec: OutputRecord) -> dict[str, Any]:
     }
 
 
+def _mask_columns(out_dir: Path, rec: OutputRecord) -> dict[str, str]:
+    """Mask volume and ``MaskQC`` warning (HTML table only; the TSV keeps its columns)."""
+    _, sidecar = mask_record(out_dir, rec)
+    volume = mask_volume_ml(sidecar)
+    return {"mask_volume_ml": "n/a" if volume is None else f"{volume:.1f}",
+            "mask_warning": mask_warning(sidecar) or "n/a"}
+
+
 def _num(value: Any) -> str:
     return "n/a" if not isinstance(value, (int, float)) else f"{value:.4f}"
 
 
 def _tsv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, delimiter="\t", lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, delimiter="\t", lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
@@ -98,34 +112,150 @@ def find_missing(out_dir: str | Path, records: list[OutputRecord]) -> dict[str, 
     return missing
 
 
+HTML_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("participant_id", "participant"), ("session_id", "session"), ("run", "run"), ("target", "target"),
+    ("file", "output"), ("source", "source"), ("model", "model"), ("device", "device"), ("voxel_size", "voxel (mm)"),
+    ("skull_strip", "skull strip"), ("mask_volume_ml", "mask (mL)"), ("mask_warning", "mask warning"),
+    ("seconds", "seconds"), ("qc_psnr", "PSNR"), ("qc_ssim", "SSIM"), ("qc_mae", "MAE"),
+)
+PLOTTED: tuple[tuple[str, str], ...] = (
+    ("qc_psnr", "PSNR (dB), acquired vs synthetic"), ("qc_ssim", "SSIM, acquired vs synthetic"),
+    ("qc_mae", "MAE, acquired vs synthetic"), ("mask_volume_ml", "brain-mask volume (mL)"),
+    ("seconds", "synthesis time (s)"),
+)
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1500px;
+padding:1em 1.2em 2em;color:#212529}
+h1{font-size:1.7em;border-bottom:1px solid #dee2e6} h2{font-size:1.25em;margin-top:1.5em}
+table{border-collapse:collapse} td,th{border:1px solid #dee2e6;padding:.22em .5em;font-size:.85em;
+text-align:left} th{background:#f1f3f5;cursor:pointer;user-select:none;white-space:nowrap}
+th[aria-sort=ascending]::after{content:" \\25B2"} th[aria-sort=descending]::after{content:" \\25BC"}
+td.num{text-align:right;font-variant-numeric:tabular-nums} tr:hover td{background:#f8f9fa}
+.fail{color:#b02a37;font-weight:600} .note{color:#6c757d;font-size:.88em}
+svg.qc-plot{max-width:1000px;width:100%;height:auto;font-size:12px}
+svg.qc-plot circle{fill:#1c7ed6;fill-opacity:.75} svg.qc-plot circle.outlier{fill:#e03131}
+"""
+
+# Click a column header to sort by it (numbers as numbers, n/a last); click again to reverse.
+SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  table.querySelectorAll('th').forEach(function (th, col) {
+    th.addEventListener('click', function () {
+      var asc = th.getAttribute('aria-sort') !== 'ascending';
+      table.querySelectorAll('th').forEach(function (h) { h.removeAttribute('aria-sort'); });
+      th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      function key(row) {
+        var text = row.cells[col].textContent.trim();
+        var num = parseFloat(text);
+        return text === 'n/a' || text === '' ? null : (isNaN(num) || !/^[-+.\\d]/.test(text) ? text : num);
+      }
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (x === null) { return y === null ? 0 : 1; }
+        if (y === null) { return -1; }
+        var c = (typeof x === 'number' && typeof y === 'number') ? x - y : String(x).localeCompare(String(y));
+        return asc ? c : -c;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def qc_plot(rows: list[dict[str, Any]]) -> str:
+    """An inline SVG: one strip per QC number, a dot per output (hover: who), outliers in red.
+
+    An outlier lies more than 3 scaled median absolute deviations from the median of its strip.
+    Empty when fewer than two participants have numbers.
+    """
+    strips = []
+    for key, label in PLOTTED:
+        points = [(r, _float(r.get(key))) for r in rows]
+        points = [(r, v) for r, v in points if v is not None]
+        if len({r["participant_id"] for r, _ in points}) >= 2:
+            strips.append((key, label, points))
+    if not strips:
+        return ""
+    width, left, right, height = 1000, 250, 30, 46
+    svg = [f'<svg class="qc-plot" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height * len(strips) + 10}"'
+           ' role="img" aria-label="QC numbers across participants">']
+    for i, (key, label, points) in enumerate(strips):
+        y0 = 10 + i * height
+        values = [v for _, v in points]
+        lo, hi = min(values), max(values)
+        span = (hi - lo) or max(abs(hi), 1.0)
+        lo, hi = lo - 0.05 * span, hi + 0.05 * span
+        med = statistics.median(values)
+        mad = 1.4826 * statistics.median(abs(v - med) for v in values)
+        svg.append(f'<text x="0" y="{y0 + 20}">{html.escape(label)}</text>'
+                   f'<line x1="{left}" x2="{width - right}" y1="{y0 + 16}" y2="{y0 + 16}" stroke="#adb5bd"/>'
+                   f'<text x="{left}" y="{y0 + 40}" fill="#6c757d">{lo:.4g}</text>'
+                   f'<text x="{width - right}" y="{y0 + 40}" fill="#6c757d" text-anchor="end">{hi:.4g}</text>')
+        for j, (row, value) in enumerate(points):
+            x = left + (value - lo) / (hi - lo) * (width - left - right)
+            y = y0 + 16 + ((j % 5) - 2) * 3  # a little vertical jitter so equal values stay visible
+            outlier = mad > 0 and abs(value - med) > 3 * mad
+            who = f"{row['participant_id']} {row['session_id']} {row['target']}: {value:.4g}"
+            link = html.escape(f"{row['participant_id']}.html#{Path(row['file']).name.split('.')[0]}")
+            cls = ' class="outlier"' if outlier else ""
+            svg.append(f'<a href="{link}"><circle cx="{x:.1f}" cy="{y}" r="5"{cls}>'
+                       f"<title>{html.escape(who)}</title></circle></a>")
+            if outlier:
+                svg.append(f'<text x="{x:.1f}" y="{y0 + 7}" text-anchor="middle" fill="#e03131">'
+                           f'{html.escape(row["participant_id"])}</text>')
+    svg.append("</svg>")
+    return "".join(svg)
+
+
 def render_html(rows: list[dict[str, Any]], missing: dict[str, list[str]]) -> str:
-    """The group HTML page."""
+    """The group HTML page: sortable QC table, QC plot, participants missing outputs (no network)."""
     esc = html.escape
-    head = "".join(f"<th>{esc(c)}</th>" for c in COLUMNS if c not in {"prompt", "weights_sha256"})
+    head = "".join(f'<th scope="col" data-key="{esc(key)}">{esc(label)}</th>' for key, label in HTML_COLUMNS)
     body = []
     for row in rows:
         cells = []
-        for col in COLUMNS:
-            if col in {"prompt", "weights_sha256"}:
-                continue
-            value = esc(str(row[col]))
-            if col == "file":
-                value = f'<a href="{esc(row["participant_id"])}.html">{value}</a>'
-            cells.append(f"<td>{value}</td>")
+        for key, _ in HTML_COLUMNS:
+            value = str(row.get(key, "n/a"))
+            text = esc(value)
+            if key in {"participant_id", "file"}:
+                anchor = Path(row["file"]).name.split(".")[0]
+                text = f'<a href="{esc(row["participant_id"])}.html#{esc(anchor)}">{text}</a>'
+            elif key == "mask_warning" and value != "n/a":
+                text = f'<span class="fail">{text}</span>'
+            numeric = _float(value) is not None and key not in {"participant_id", "session_id", "run"}
+            cells.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     miss = "".join(
         f"<li><b>{esc(sub)}</b><ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul></li>"
         for sub, items in sorted(missing.items())
     ) or "<li>none</li>"
+    plot = qc_plot(rows)
+    plot_html = (f"<h2>QC across participants</h2>{plot}<p class=\"note\">One dot per synthetic image; hover for "
+                 "who, click to open the report. Red: more than 3 median absolute deviations from the median.</p>"
+                 if plot else "")
+    n_participants = len({r["participant_id"] for r in rows})
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tumsyn group report</title>"
-        "<style>body{font-family:system-ui,sans-serif;margin:1em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:.2em .5em;font-size:.85em}th{background:#eef}"
-        ".fail{color:#b00}</style></head><body>\n"
-        f"<h1>tumsyn group report</h1><p>{len(rows)} synthetic images from "
-        f"{len({r['participant_id'] for r in rows})} participants.</p>\n"
-        f"<h2>Outputs</h2><table><tr>{head}</tr>{''.join(body)}</table>\n"
-        f"<h2 class=\"fail\">Participants missing outputs</h2><ul>{miss}</ul>\n</body></html>\n"
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>tumsyn group report</title><style>{CSS}</style></head><body>\n"
+        f"<h1>tumsyn group report</h1><p>{len(rows)} synthetic images from {n_participants} participants "
+        f"(tumsyn {esc(__version__)}). Click a column header to sort.</p>\n"
+        f"<h2>Outputs</h2><table class=\"sortable\" id=\"qc-table\"><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>\n{plot_html}\n"
+        f"<h2 class=\"fail\">Participants missing outputs</h2><ul>{miss}</ul>\n"
+        f"<script>{SORT_JS}</script>\n</body></html>\n"
     )
 
 
@@ -135,7 +265,7 @@ def write_group_reports(out_dir: str | Path) -> GroupSummary:
     records = synthetic_outputs(out_dir)
     if not records and not participants_in(out_dir):
         raise NoInputError("no participant-level outputs found (run the participant level first)", path=out_dir)
-    rows = [_row(rec) for rec in records]
+    rows = [{**_row(rec), **_mask_columns(out_dir, rec)} for rec in records]
     tables: dict[str, Path] = {}
     for target in sorted({r["target"] for r in rows}):
         path = out_dir / f"group_desc-tumsyn_{target}.tsv"

@@ -9,6 +9,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from tumsyn_bids.interfaces.outputs import CompareReal, ToTemplate, WriteDerivatives, WriteTemplate
+from tumsyn_bids.interfaces.reports import Reportlets
 from tumsyn_bids.interfaces.synthesis import Synthesize
 
 
@@ -54,9 +55,13 @@ def init_outputs_wf(*, out_dir: str | Path, bids_dir: str | Path, source_file: s
                          conditioning=conditioning, mask_output=mask_output),
         name="write_derivatives", mem_gb=0.5,
     )
+    reportlets = pe.Node(Reportlets(out_dir=str(out_dir), source_file=str(source_file), target=target),
+                         name="reportlets", mem_gb=0.5)
     workflow.connect([
         (inputnode, write, [("synth_file", "synth_file"), ("info", "synthesis"),
                             ("mask", "mask_file"), ("mask_info", "mask_info")]),
+        (inputnode, reportlets, [("synth_file", "synth_file")]),
+        (write, reportlets, [("written", "written")]),
     ])  # fmt:skip
     if real_file is not None:
         compare = pe.Node(CompareReal(real_file=str(real_file), num_threads=omp_nthreads),
@@ -65,6 +70,7 @@ def init_outputs_wf(*, out_dir: str | Path, bids_dir: str | Path, source_file: s
             (inputnode, compare, [("synth_file", "synth_file"), ("mask", "mask_file"),
                                   ("conformed", "source_file")]),
             (compare, write, [("qc", "qc"), ("real_registered", "real_registered")]),
+            (compare, reportlets, [("real_registered", "real_registered")]),
         ])  # fmt:skip
     for space in template_spaces:
         _, _, spec = space.partition(":")
