@@ -146,3 +146,23 @@ def test_source_prompt_reaches_the_condition_and_unknown_is_zero():
     b = synthesize(image, np.eye(4), target, bundle, device="cpu", progress=False,
                    source_prompt=_prompt(modality="T1w", tr_ms=2300.0, te_ms=2.3, ti_ms=900.0, flip_angle=9.0)).data
     assert not np.allclose(a, b)
+
+
+def test_resize_convolution_upsampling_has_no_checkerboard():
+    """On a constant input, transposed-convolution upsampling leaves a 2-voxel pattern in the features
+    (each output parity has its own kernel); resize-convolution (what new runs train) does not."""
+    from tumsyn_bids.models.physics_net import PhysicsSynthNet, subject_condition
+
+    x = torch.full((1, 1, 32, 32, 32), 0.5)
+    cond = subject_condition(torch.tensor([3.0]), torch.tensor([40.0]), torch.tensor([1.0]))
+    roughness = {}
+    for upsample in ("transpose", "trilinear"):
+        torch.manual_seed(0)
+        net = PhysicsSynthNet(widths=(8, 16, 32), upsample=upsample).eval()
+        with torch.no_grad():
+            feat = net.encode(x, cond)[0, :, 8:24, 8:24, 8:24]
+        second_diff = feat[:, 2:] - 2 * feat[:, 1:-1] + feat[:, :-2]
+        roughness[upsample] = float(second_diff.abs().mean() / feat.abs().mean())
+    assert roughness["trilinear"] < 0.1 * roughness["transpose"], roughness
+    with pytest.raises(ValueError, match="upsample"):
+        PhysicsSynthNet(upsample="nearest")

@@ -1,8 +1,9 @@
 """Prompt sensitivity of the shipped tumsyn-small weights on a small simulated head.
 
-The same skull-stripped T1w input, different target prompts: T2w spin echo at TE 80/100/120 ms
-(TR fixed) must give a CSF/WM ratio that rises with TE (S ~ exp(-TE/T2), T2_csf >> T2_wm), and
-FLAIR must give dark ventricles where T2w gives bright ones.
+The same skull-stripped T1w input, different target prompts: T2w spin echo at TE 60-140 ms (TR
+fixed) must give a CSF/WM ratio that rises with TE and follows the signal equation's prediction
+(Pearson r >= 0.95); FLAIR must give dark ventricles where T2w gives bright ones; the T1w prompt
+must give white matter brighter than grey matter.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from .conftest import sphere_head
 WEIGHTS = bundled_weights_path("tumsyn-small")
 
 
+def head_labels() -> np.ndarray:
+    return sphere_head(n=48, voxel=1.0)[0]
+
+
 @pytest.fixture(scope="module")
 def head():
     from scipy.ndimage import binary_erosion
@@ -27,7 +32,8 @@ def head():
     from tumsyn_bids.physics.phantoms import labelmap_phantom
     from tumsyn_bids.physics.simulate import simulate_subject
 
-    labels, affine = sphere_head(n=48, voxel=1.0)
+    labels = head_labels()
+    _, affine = sphere_head(n=48, voxel=1.0)
     phantom = labelmap_phantom(labels, affine, source="sphere")
     sim = simulate_subject(phantom, ["T1w"], np.random.default_rng(7), field_strength=3.0, deform=False,
                            crop=False, skull_strip=True, snr=60.0, bias=False)["T1w"]
@@ -53,7 +59,8 @@ def _ratio(bundle, sim, vent, wm, **prompt_fields) -> float:
 
     prompt = Prompt(voxel_size=(1.0, 1.0, 1.0), age=sim.prompt.age, sex=sim.prompt.sex, field_strength=3.0,
                     vendor="Siemens", **prompt_fields)
-    out = synthesize(sim.data, sim.affine, prompt, bundle, device="cpu", progress=False).data
+    out = synthesize(sim.data, sim.affine, prompt, bundle, device="cpu", progress=False,
+                     source_prompt=sim.prompt).data
     return float(out[vent].mean() / out[wm].mean())
 
 
@@ -76,16 +83,24 @@ def test_shipped_files_name_no_local_paths(bundle):
         "data": {"labelmaps": ["maps", "seg_01.nii.gz"]}}
 
 
-_NOT_YET = ("the shipped tumsyn-small (2500 stage-1 + 5600 stage-2 CPU steps) does not yet follow TE within a "
-            "2D spin-echo T2w prompt (CSF/WM 1.90 at TE 80 > 1.65 at TE 100); see tumsyn-small.json")
+def _physics_ratio(te: float, tr: float = 5000.0) -> float:
+    """CSF/WM signal ratio of a 3 T spin echo at the population-mean tissue values."""
+    from tumsyn_bids.physics.signals import spin_echo
+    from tumsyn_bids.physics.tissues import TissueClass, nominal_tissue_properties
+
+    p = nominal_tissue_properties([TissueClass("csf", "csf"), TissueClass("wm", "wm")], 3.0)
+    s = spin_echo(p.pd, p.t1, p.t2, tr, te)
+    return float(s[0] / s[1])
 
 
-@pytest.mark.xfail(reason=_NOT_YET, strict=True)
-def test_csf_wm_ratio_rises_with_te(bundle, head):
+def test_csf_wm_ratio_rises_with_te_as_the_signal_equation_says(bundle, head):
     sim, vent, wm = head
-    ratios = [_ratio(bundle, sim, vent, wm, modality="T2w", tr_ms=5000.0, te_ms=te, flip_angle=90.0)
-              for te in (80.0, 100.0, 120.0)]
-    assert ratios[0] < ratios[1] < ratios[2], ratios
+    tes = (60.0, 80.0, 100.0, 120.0, 140.0)
+    ratios = [_ratio(bundle, sim, vent, wm, modality="T2w", tr_ms=5000.0, te_ms=te, flip_angle=90.0) for te in tes]
+    assert all(a < b for a, b in zip(ratios, ratios[1:])), ratios
+    expected = [_physics_ratio(te) for te in tes]
+    r = float(np.corrcoef(ratios, expected)[0, 1])
+    assert r >= 0.95, (r, ratios, expected)
 
 
 def test_flair_ventricles_dark_t2w_bright(bundle, head):
@@ -96,13 +111,44 @@ def test_flair_ventricles_dark_t2w_bright(bundle, head):
     assert t2 > 1.0 > flair, (t2, flair)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "the shipped tumsyn-small (1097 H200 steps) underestimates ventricular CSF T1 on this input: FLAIR "
+    "ventricles/WM is 0.59, darker than WM but not yet below 0.5 (the signal equation gives ~0.1)"))
+def test_flair_ventricles_much_darker_than_white_matter(bundle, head):
+    sim, vent, wm = head
+    flair = _ratio(bundle, sim, vent, wm, modality="FLAIR", tr_ms=9000.0, te_ms=90.0, ti_ms=2500.0,
+                   flip_angle=150.0)
+    assert flair < 0.5, flair
+
+
+def test_t1w_white_matter_brighter_than_grey_matter(bundle, head):
+    from tumsyn_bids.inference.engine import synthesize
+    from tumsyn_bids.prompts import Prompt
+
+    sim, vent, wm = head
+    labels = head_labels()
+    from scipy.ndimage import binary_erosion
+
+    gm = binary_erosion(labels == 3, iterations=1)
+    prompt = Prompt(modality="T1w", voxel_size=(1.0, 1.0, 1.0), age=40, sex="F", field_strength=3.0,
+                    vendor="Siemens", tr_ms=2300.0, te_ms=2.3, ti_ms=900.0, flip_angle=9.0)
+    out = synthesize(sim.data, sim.affine, prompt, bundle, device="cpu", progress=False,
+                     source_prompt=sim.prompt).data
+    assert out[wm].mean() > 1.1 * out[gm].mean() > out[vent].mean(), (out[wm].mean(), out[gm].mean())
+
+
 def test_target_prompt_orders_ventricle_contrast(bundle, head):
-    """Weaker property the shipped model does have: with the same T1w input, the 3D T2w (SPACE)
-    prompt gives ventricles brighter than WM, the FLAIR prompt darker, and the T1w prompt darker
-    than the T2w one (physics on this head: T2w 3.4, FLAIR 0.15, T1w 0.23)."""
+    """Same T1w input: the 3D T2w (SPACE) prompt gives ventricles brighter than WM, the FLAIR prompt
+    darker, and the T1w prompt darker than the T2w one."""
     sim, vent, wm = head
     t2 = _ratio(bundle, sim, vent, wm, modality="T2w", tr_ms=3200.0, te_ms=563.0, flip_angle="T2var")
     flair = _ratio(bundle, sim, vent, wm, modality="FLAIR", tr_ms=9000.0, te_ms=90.0, ti_ms=2500.0,
                    flip_angle=150.0)
     t1 = _ratio(bundle, sim, vent, wm, modality="T1w", tr_ms=2300.0, te_ms=2.3, ti_ms=900.0, flip_angle=9.0)
     assert t2 > 1.0 > flair and t2 > t1, (t2, flair, t1)
+
+
+def test_shipped_file_is_small_and_safe():
+    obj = torch.load(WEIGHTS, weights_only=True)
+    assert WEIGHTS.stat().st_size < 30 * 1024 * 1024
+    assert obj["spec"]["synthesis"]["name"] == "physics-unet"

@@ -177,8 +177,11 @@ class UNet3D(nn.Module):
     """Plain 3D U-Net without normalisation layers (window statistics would make tiles disagree);
     every block's output is modulated by FiLM from the condition features (scale and shift per channel)."""
 
-    def __init__(self, in_channels: int, widths: Sequence[int], out_channels: int, film_dim: int = 3):
+    def __init__(self, in_channels: int, widths: Sequence[int], out_channels: int, film_dim: int = 3,
+                 upsample: str = "transpose"):
         super().__init__()
+        if upsample not in ("transpose", "trilinear"):
+            raise ValueError(f"upsample must be 'transpose' or 'trilinear', not {upsample!r}")
         widths = list(widths)
         self.down = nn.ModuleList([_block(in_channels, widths[0])])
         self.pool = nn.ModuleList()
@@ -188,7 +191,11 @@ class UNet3D(nn.Module):
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
         for a, b in zip(widths[::-1][:-1], widths[::-1][1:]):
-            self.up.append(nn.ConvTranspose3d(a, b, 2, stride=2))
+            if upsample == "transpose":  # what the shipped weights use; prone to checkerboard patterns
+                self.up.append(nn.ConvTranspose3d(a, b, 2, stride=2))
+            else:  # resize-convolution (Odena et al. 2016): no checkerboard by construction
+                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="trilinear", align_corners=False),
+                                             nn.Conv3d(a, b, 3, padding=1)))
             self.merge.append(_block(2 * b, b))
         block_widths = widths + widths[::-1][1:]
         self.film_sizes = [2 * w for w in block_widths]
@@ -223,14 +230,14 @@ class PhysicsSynthNet(nn.Module):
     conditions_decoder = True  # the engine passes the condition vector to decode()
 
     def __init__(self, in_channels: int = 1, widths: Sequence[int] = (16, 32, 64, 96), feat_dim: int = 32,
-                 head_hidden: Sequence[int] = (64, 64), cond_dim: int = COND_DIM):
+                 head_hidden: Sequence[int] = (64, 64), cond_dim: int = COND_DIM, upsample: str = "transpose"):
         super().__init__()
         if cond_dim != COND_DIM:
             raise ValueError(f"physics-unet condition size is {COND_DIM}, not {cond_dim}")
         self.config = {"in_channels": in_channels, "widths": list(widths), "feat_dim": feat_dim,
-                       "head_hidden": list(head_hidden), "cond_dim": cond_dim}
+                       "head_hidden": list(head_hidden), "cond_dim": cond_dim, "upsample": upsample}
         self.min_window = 2 ** (len(widths) - 1)
-        self.encoder = UNet3D(in_channels, widths, feat_dim, film_dim=3 + SOURCE_FEATURES)
+        self.encoder = UNet3D(in_channels, widths, feat_dim, film_dim=3 + SOURCE_FEATURES, upsample=upsample)
         self.head = point_head(feat_dim, len(MAP_NAMES), head_hidden)
         self._init_weights()
 

@@ -36,7 +36,10 @@ from tumsyn_bids.training.physics_data import SimConfig, load_label_volume, make
 log = logging.getLogger(__name__)
 
 DEFAULT_HELD_OUT = ("synthseg_training_seg_15", "synthseg_training_seg_16", "synthsr_brain5")
-MODEL_ARGS = {"in_channels": 1, "widths": [8, 24, 48, 96], "feat_dim": 32, "head_hidden": [64, 64]}
+# New runs upsample by resize-convolution: the shipped weights (transposed convolutions) show a 2-voxel
+# checkerboard on real scans.
+MODEL_ARGS = {"in_channels": 1, "widths": [8, 24, 48, 96], "feat_dim": 32, "head_hidden": [64, 64],
+              "upsample": "trilinear"}
 
 
 @dataclass
@@ -301,7 +304,8 @@ def export(out_dir: Path, dest: Path | None = None) -> dict[str, Any]:
         "model": "tumsyn-small",
         "architecture": "physics-unet",
         "config": {**cfg.to_dict(), "labelmaps": [Path(p).name for p in cfg.labelmaps]},
-        "data_recipe": {"labelmaps_used": [stem(p) for p in train_files], "held_out": [stem(p) for p in held],
+        "data_recipe": {"labelmaps_used": [stem(p) for p in train_files],
+                        "held_out": sorted(set(cfg.held_out) | {stem(p) for p in held}),
                         "simulation": dataclasses.asdict(cfg.sim)},
         "hardware": {"platform": platform.platform(), "torch": torch.__version__,
                      "device": "cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu",
@@ -310,7 +314,7 @@ def export(out_dir: Path, dest: Path | None = None) -> dict[str, Any]:
         "wall_seconds": round(float(state.get("wall_seconds", 0.0)), 1),
         "final_losses_mean_last_200": mean_tail,
         "loss_curve": [{k: r[k] for k in ("step", "loss")} for r in losses_log[:: max(1, len(losses_log) // 100)]],
-        "model_file": str(dest),
+        "model_file": dest.name,
         "sha256": sha,
     }
     from tumsyn_bids.atomic import atomic_write_text
