@@ -147,8 +147,11 @@ def test_sidecars_and_affines(first_run, sim_bids):
     assert s1["QC"]["RealImage"] == "bids:raw:sub-01/anat/sub-01_T2w.nii.gz"
     assert 0.0 <= s1["QC"]["masked"]["ssim"] <= 1.0
     assert "QC" not in s2
-    html = (out / "sub-01.html").read_text()
-    assert "sub-01/figures/sub-01_desc-tumsyn_T2w_synth.png" in html and "Real vs synthetic" in html
+    html = (out / "sub-01.html").read_text()  # assembled from the SVG reportlets the run drew
+    assert 'data="sub-01/figures/sub-01_desc-tumsyn_T2w_acquired.svg"' in html and "Real vs synthetic" in html
+    assert 'data="sub-01/figures/sub-01_desc-tumsyn_T2w_source.svg"' in html
+    assert "flickerAnimation" in (out / "sub-01/figures/sub-01_desc-tumsyn_T2w_acquired.svg").read_text()
+    assert "_acquired.svg" not in (out / "sub-02.html").read_text()  # no acquired T2w for sub-02
 
 
 def test_bids_validator_accepts_the_derivatives(first_run):

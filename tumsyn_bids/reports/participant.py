@@ -80,19 +80,29 @@ def svg_reportlet(relpath: str | Path, *, flicker: bool, alt: str) -> str:
     return f'{element}<div class="elem-filename">Get figure file: <a href="{src}">{src}</a></div>'
 
 
+def _value(value: Any) -> str:
+    """A sidecar value as HTML: numbers as written, nested dicts and lists spelled out."""
+    if isinstance(value, bool) or value is None:
+        return _esc(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return "; ".join(f"{_esc(k)}: {_value(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "<br>".join(_value(v) for v in value)
+    return _esc(value)
+
+
 def mask_rows(mask_sidecar: dict[str, Any]) -> list[tuple[str, str]]:
     """Skull-strip method, volume and, when the writer recorded them, the ``MaskQC`` entries."""
     rows = [("Method", _esc(mask_sidecar.get("SkullStripMethod", "n/a")))]
     if mask_sidecar.get("BrainVolumeMl") is not None:
-        rows.append(("Brain volume (mL)", _num(mask_sidecar["BrainVolumeMl"], 1)))
+        rows.append(("Brain volume (mL)", _value(mask_sidecar["BrainVolumeMl"])))
     if mask_sidecar.get("SkullStripDetail"):
         rows.append(("Detail", _esc(mask_sidecar["SkullStripDetail"])))
     mask_qc = mask_sidecar.get("MaskQC")
     if isinstance(mask_qc, dict):
-        for key, value in mask_qc.items():
-            if key == "Warning":
-                continue
-            rows.append((f"MaskQC {key}", _num(value) if isinstance(value, float) else _esc(value)))
+        rows += [(f"MaskQC {key}", _value(value)) for key, value in mask_qc.items() if key != "Warning"]
         if mask_qc.get("Warning"):
             rows.append(("MaskQC Warning", f'<span class="fail">{_esc(mask_qc["Warning"])}</span>'))
     return rows

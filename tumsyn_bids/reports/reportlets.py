@@ -122,6 +122,8 @@ def mosaic_panels(image: str | Path | nib.Nifti1Image, cuts: Mapping[str, Sequen
                   dpi: int | None = None) -> list[Any]:
     """One nilearn mosaic per axis as svgutils figures, ready for ``compose_view``.
 
+    ``order=("mosaic",)`` draws the three axes as rows of one figure (a third of the drawing time).
+
     niworkflows' ``plot_registration`` with a resolution knob (it always rasterises at 300 dpi,
     about ten times the pixels, and time, that a 2 mm image needs).
     """
@@ -136,10 +138,11 @@ def mosaic_panels(image: str | Path | nib.Nifti1Image, cuts: Mapping[str, Sequen
     draw_contour = mask is not None and bool(np.any(np.asarray(mask.dataobj) > 0))
     panels = []
     for i, mode in enumerate(order):
-        display = plot_anat(img, display_mode=mode, cut_coords=list(cuts[mode]),
-                            title=label if i == 0 else None, **params)
+        coords = ({axis: np.asarray(cuts[axis]) for axis in "xyz"} if mode == "mosaic"  # all three axes
+                  else list(cuts[mode]))
+        display = plot_anat(img, display_mode=mode, cut_coords=coords, title=label if i == 0 else None, **params)
         if draw_contour:
-            display.add_contours(mask, colors=CONTOUR, levels=[0.5], linewidths=0.6)
+            display.add_contours(mask, colors=CONTOUR, levels=[0.5], linewidths=1.0)
         svg = extract_svg(display, dpi=dpi or DPI, compress=False)
         display.close()
         panels.append(fromstring(svg.replace("figure_1", f"{div_id}-{mode}", 1)))
@@ -175,13 +178,13 @@ def plot_flicker(reference: str | Path | nib.Nifti1Image, image: str | Path | ni
 
 def plot_maps(maps: Mapping[str, str | Path], out_svg: str | Path, *, cuts: Mapping[str, Sequence[float]],
               units: Mapping[str, str] | None = None) -> Path:
-    """Predicted tissue-parameter maps stacked (one three-axis mosaic each, with a colour bar)."""
+    """Predicted tissue-parameter maps stacked: one figure each, axial/coronal/sagittal rows, colour bar."""
     units = units or {}
     panels: list[Any] = []
     for name, path in maps.items():
         unit = units.get(name)
         label = f"{name} ({unit}), model estimate" if unit else f"{name}, model estimate"
-        panels += mosaic_panels(path, cuts, div_id=f"map{name}", label=label,
+        panels += mosaic_panels(path, cuts, div_id=f"map{name}", label=label, order=("mosaic",),
                                 plot_params={"colorbar": True, "cmap": "gray"})
     return _compose(panels, None, out_svg)
 
