@@ -346,6 +346,12 @@ def _run_participant_level(settings: "Settings", plan: "Plan", log_path: Path | 
                         f" | QC against {job.real_file}" if job.real_file else "")
 
     failed, node_seconds, wall = _run_workflow(settings, jobs, use_gpu)
+    from tumsyn_bids.anat.outputs import mask_qc_warnings  # a brain mask failing its QC: one visible line each
+
+    for line in mask_qc_warnings(out_dir, bids_dir, [j.output.source_path for s, js in sorted(jobs.items())
+                                                     if s not in failed for j in js]):
+        console.print(f"tumsyn-bids: warning: {line}", markup=False)
+        LOGGER.warning("%s", line)
 
     subjects = sorted(set(jobs) | _missing_reports(out_dir, plan))
     report_failures = _write_reports(out_dir, subjects, {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -67,25 +68,118 @@ def test_deepbet_on_a_whole_head_t1w(head, tmp_path):
     assert 800 < result.volume_ml < 2300
 
 
-def test_t2w_source_gets_the_t1w_mask_by_rigid_registration(head, tmp_path):
+def test_t1w_mask_carried_rigidly_onto_the_t2w(head, tmp_path):
     paths, truth = head
     t1_mask = tmp_path / "t1mask.nii.gz"
     nib.save(nib.Nifti1Image(truth.astype(np.uint8), nib.load(str(paths["T1w"])).affine), str(t1_mask))
-    result = bm.compute_mask(paths["T2w"], tmp_path / "m.nii.gz", mode="on", suffix="T2w",
-                             t1w_file=paths["T1w"], t1w_mask=t1_mask)
-    assert result.method == bm.T1W_TRANSFER
-    mask = np.asarray(nib.load(str(tmp_path / "m.nii.gz")).dataobj) > 0
+    mask, detail = bm._run_method(bm.T1W_TRANSFER, paths["T2w"], paths["T1w"], t1_mask, tmp_path)
+    assert "sub-01_T1w.nii.gz registered rigidly" in detail
     assert dice(mask, truth) > 0.9
 
 
-def test_template_fallback_without_t1w(head, tmp_path, monkeypatch):
+def test_whole_head_t2w_without_t1w_is_masked_by_the_best_method_and_passes_qc(head, tmp_path):
+    paths, truth = head
+    assert bm.candidate_methods("T2w", have_t1w=True) == bm.METHOD_ORDER["T2w"]
+    assert bm.candidate_methods("T2w", have_t1w=False) == tuple(m for m in bm.METHOD_ORDER["T2w"]
+                                                                if m != bm.T1W_TRANSFER)
+    result = bm.compute_mask(paths["T2w"], tmp_path / "m.nii.gz", mode="auto", suffix="T2w")
+    assert result.method == bm.candidate_methods("T2w", have_t1w=False)[0] == bm.DEEPBET_INVERTED
+    mask = np.asarray(nib.load(str(tmp_path / "m.nii.gz")).dataobj) > 0
+    assert dice(mask, truth) > 0.85, dice(mask, truth)
+    assert result.qc["Warning"] is None and result.qc["Rejected"] == []
+    assert result.qc["Method"] == result.method and result.qc["VolumeML"] == pytest.approx(result.volume_ml, abs=0.1)
+
+
+def test_template_registration_of_a_stripped_image(head, tmp_path, monkeypatch):
     paths, truth = head
     monkeypatch.delenv("TEMPLATEFLOW_HOME", raising=False)
     monkeypatch.setenv("TUMSYN_CACHE", str(tmp_path / "cache"))
-    result = bm.compute_mask(paths["stripped"], tmp_path / "m.nii.gz", mode="on", suffix="T2w")
-    assert result.method == bm.TEMPLATE and "nilearn" in result.detail
-    mask = np.asarray(nib.load(str(tmp_path / "m.nii.gz")).dataobj) > 0
+    mask, detail = bm._run_method(bm.TEMPLATE, paths["stripped"], None, None, tmp_path)
+    assert "nilearn" in detail
     assert dice(mask, truth) > 0.75
+
+
+# --- mask QC ----------------------------------------------------------------------------------
+
+
+def test_mask_qc_passes_the_true_mask_and_flags_head_sized_or_misplaced_masks(head):
+    paths, truth = head
+    data = np.asarray(nib.load(str(paths["T2w"])).dataobj, dtype=np.float32)
+    zooms = (VOXEL,) * 3
+    good = bm.mask_qc(truth, data, zooms, "x")
+    assert good["Warning"] is None and good["InsideSupport"] > 0.98
+    assert 0.3 < good["SupportDice"] < 0.75  # a brain inside a whole head
+    assert set(good) >= {"Method", "VolumeML", "SupportDice", "Warning"}
+    head_mask = bm.image_support(data)
+    assert head_mask.sum() > 1.5 * truth.sum() and (head_mask & truth).sum() > 0.98 * truth.sum()
+    big = bm.mask_qc(head_mask, data, zooms, "template")
+    assert big["SupportDice"] == pytest.approx(1.0) and big["VolumeML"] > 2500
+    assert re.fullmatch(r"brain mask \(template\) looks wrong: volume \d+ mL is outside the plausible 700-2500 mL",
+                        big["Warning"]), big["Warning"]
+    spill = truth.copy()  # a brain-sized mask with a fifth of it in the air around the head
+    spill.flat[np.flatnonzero(~head_mask)[: int(0.25 * truth.sum())]] = True
+    off = bm.mask_qc(spill, data, zooms, "deepbet")
+    assert off["InsideSupport"] == pytest.approx(0.8, abs=0.01) and off["VolumeML"] < 2500
+    assert off["Warning"] == "brain mask (deepbet) looks wrong: 20% of it lies outside the image's signal"
+    tiny = bm.mask_qc(truth & (np.indices(truth.shape)[0] < 6), data, zooms, "deepbet")
+    assert "is outside the plausible" in tiny["Warning"]
+
+
+def test_stripped_image_support_is_its_foreground(head):
+    paths, truth = head
+    data = np.asarray(nib.load(str(paths["stripped"])).dataobj, dtype=np.float32)
+    qc = bm.mask_qc(bm.nonzero_mask(data), data, (VOXEL,) * 3, bm.ALREADY)
+    assert qc["SupportDice"] > 0.99 and qc["Warning"] is None
+
+
+def test_a_mask_failing_qc_moves_on_to_the_next_method_and_records_it(head, tmp_path, monkeypatch):
+    paths, truth = head
+    data = np.asarray(nib.load(str(paths["T2w"])).dataobj, dtype=np.float32)
+    calls = []
+
+    def fake(method, in_file, t1w_file, t1w_mask, work_dir):
+        calls.append(method)
+        return (bm.image_support(data) if len(calls) == 1 else truth), f"fake {method}"
+
+    monkeypatch.setattr(bm, "_run_method", fake)
+    result = bm.compute_mask(paths["T2w"], tmp_path / "m.nii.gz", mode="on", suffix="T2w")
+    order = bm.candidate_methods("T2w", have_t1w=False)
+    assert calls == list(order[:2]) and result.method == order[1] and result.qc["Warning"] is None
+    assert [r["Method"] for r in result.qc["Rejected"]] == [order[0]]
+    assert "outside the plausible" in result.qc["Rejected"][0]["Warning"]
+
+
+def test_when_every_method_fails_qc_the_best_is_kept_with_its_warning(head, tmp_path, monkeypatch, caplog):
+    paths, _ = head
+    data = np.asarray(nib.load(str(paths["T2w"])).dataobj, dtype=np.float32)
+    monkeypatch.setattr(bm, "_run_method", lambda method, *a: (bm.image_support(data), f"fake {method}"))
+    result = bm.compute_mask(paths["T2w"], tmp_path / "m.nii.gz", mode="on", suffix="T2w")
+    order = bm.candidate_methods("T2w", have_t1w=False)
+    assert result.method == order[0] and "looks wrong" in result.qc["Warning"]
+    assert [r["Method"] for r in result.qc["Rejected"]] == list(order[1:])
+    assert any("looks wrong" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_mask_sidecar_records_mask_qc_and_the_runner_line_names_the_mask(head, tmp_path):
+    from tumsyn_bids.anat.outputs import mask_qc_warnings, write_mask
+
+    paths, truth = head
+    bids = tmp_path / "bids"
+    src = bids / "sub-01" / "anat" / "sub-01_T2w.nii.gz"
+    src.parent.mkdir(parents=True)
+    src.write_bytes(paths["T2w"].read_bytes())
+    data = np.asarray(nib.load(str(src)).dataobj, dtype=np.float32)
+    mask_file = tmp_path / "m.nii.gz"
+    big = bm.image_support(data)
+    nib.save(nib.Nifti1Image(big.astype(np.uint8), nib.load(str(src)).affine), str(mask_file))
+    qc = dict(bm.mask_qc(big, data, (VOXEL,) * 3, bm.TEMPLATE), Rejected=[])
+    written = write_mask(tmp_path / "out", bids, src, mask_file, {"method": bm.TEMPLATE, "detail": "d",
+                                                                  "volume_ml": qc["VolumeML"], "qc": qc})
+    sidecar = json.loads(written.with_name(written.name.replace(".nii.gz", ".json")).read_text())
+    assert sidecar["MaskQC"]["Method"] == bm.TEMPLATE and sidecar["MaskQC"]["Warning"] == qc["Warning"]
+    assert sidecar["MaskQC"]["VolumeML"] > 2300 and 0 < sidecar["MaskQC"]["SupportDice"] <= 1
+    lines = mask_qc_warnings(tmp_path / "out", bids, [src, src])  # two targets of one source: one line
+    assert lines == [f"{written}: {qc['Warning']} (source sub-01_T2w.nii.gz; synthesis used it)"]
 
 
 def test_template_space_copy_and_transform(head, tmp_path, monkeypatch):

@@ -31,10 +31,26 @@ def write_mask(out_dir: str | Path, bids_dir: str | Path, source_file: str | Pat
     img.header.set_xyzt_units("mm", "sec")
     bd.atomic_save_nifti(img, out_dir / rel)
     extra = {"SkullStripDetail": mask_info.get("detail"), "BrainVolumeMl": mask_info.get("volume_ml")}
+    if mask_info.get("qc"):
+        extra["MaskQC"] = dict(mask_info["qc"])  # Method, VolumeML, SupportDice, Warning (+ InsideSupport, Rejected)
     extra.update(source_geometry(source_file))
     sidecar = bd.mask_sidecar(source_relpath=rel_source, method=mask_info.get("method", "unknown"), extra=extra)
     bd.atomic_write_json(bd.sidecar_path(out_dir / rel), sidecar)
     return out_dir / rel
+
+
+def mask_qc_warnings(out_dir: str | Path, bids_dir: str | Path, source_files) -> list[str]:
+    """``<mask file>: <warning>`` for each written brain mask whose MaskQC holds a warning (once per mask)."""
+    lines: list[str] = []
+    for source in dict.fromkeys(str(s) for s in source_files):
+        mask = Path(out_dir) / bd.mask_relpath(_relative_to(source, bids_dir))
+        sidecar = bd.read_json(bd.sidecar_path(mask)) or {}
+        warning = (sidecar.get("MaskQC") or {}).get("Warning")
+        if warning and mask.is_file():
+            line = f"{mask}: {warning} (source {Path(source).name}; synthesis used it)"
+            if line not in lines:
+                lines.append(line)
+    return lines
 
 
 def source_geometry(source_file: str | Path) -> dict[str, Any]:
@@ -181,7 +197,10 @@ def write_template_copy(*, out_dir: str | Path, bids_dir: str | Path, source_fil
     xfm_rel = bd.xfm_relpath(rel_source, name)
     bd.atomic_write(out_dir / xfm_rel, lambda tmp: tmp.write_bytes(Path(xfm).read_bytes()))
     img = nib.load(str(image))
-    out = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine, img.header)
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    if (synth_sidecar or {}).get("MaskedOutput") and info.get("MaskFile"):  # --mask-output holds here too
+        data = np.where(np.asarray(nib.load(str(info["MaskFile"])).dataobj) > 0, data, 0.0).astype(np.float32)
+    out = nib.Nifti1Image(data, img.affine, img.header)
     out.set_data_dtype(np.float32)
     image_path = bd.atomic_save_nifti(out, out_dir / rel)
     sidecar = {key: value for key, value in (synth_sidecar or {}).items() if key not in {"QC", "Sources"}}
