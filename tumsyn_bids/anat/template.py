@@ -57,9 +57,15 @@ def to_template(source: str | Path, mask: str | Path, synth: str | Path, out_ima
     img.header.set_qform(img.affine, code=4)
     img.header.set_sform(img.affine, code=4)
     nib.save(img, str(out_image))
+    # the brain mask in template space, for --mask-output (write_template_copy applies it)
+    moved_mask = ants.apply_transforms(fixed=fixed, moving=ants.image_read(str(mask), pixeltype="float"),
+                                       transformlist=[str(out_xfm)], interpolator="nearestNeighbor")
+    mask_path = Path(out_image).with_name("template_brain_mask.nii.gz")
+    nib.save(nib.Nifti1Image((moved_mask.numpy() > 0.5).astype(np.uint8), img.affine), str(mask_path))
     spacing = [float(s) for s in moved.spacing]
     return {"TemplateSource": description, "Resolution": f"{TEMPLATE} resampled to "
-            f"{'x'.join(f'{s:g}' for s in spacing)} mm", "Registration": "affine (antspyx) of the brain-masked source"}
+            f"{'x'.join(f'{s:g}' for s in spacing)} mm", "Registration": "affine (antspyx) of the brain-masked source",
+            "MaskFile": str(mask_path)}
 
 
 def _ants_affine(image) -> np.ndarray:

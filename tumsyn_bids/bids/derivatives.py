@@ -454,6 +454,17 @@ def write_dataset_files(out_dir: str | Path, bids_dir: str | Path) -> Path:
         LOGGER.warning("%s was written by tumsyn %s; this is %s: do not mix versions in one dataset",
                        out_dir, old, __version__)
     raw = read_json(Path(bids_dir) / "dataset_description.json")
-    path = atomic_write_json(out_dir / "dataset_description.json", dataset_description(bids_dir, raw))
-    atomic_write_text(out_dir / ".bidsignore", "\n".join(BIDSIGNORE_LINES) + "\n")
+    description = json.dumps(dataset_description(bids_dir, raw), indent=2, sort_keys=False, default=_json_default)
+    path = _write_if_changed(out_dir / "dataset_description.json", description + "\n")
+    _write_if_changed(out_dir / ".bidsignore", "\n".join(BIDSIGNORE_LINES) + "\n")
     return path
+
+
+def _write_if_changed(path: Path, text: str) -> Path:
+    """Atomic write, skipped when the file already holds ``text`` (a rerun leaves mtimes alone)."""
+    try:
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            return path
+    except (OSError, UnicodeDecodeError):
+        pass
+    return atomic_write_text(path, text)
