@@ -25,8 +25,9 @@ _FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"
 
 
 def _is_console(handler: logging.Handler) -> bool:
-    return (isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
-            and getattr(handler, "stream", None) in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__))
+    """A stream handler that is not a file: nipype's stdout handler, even one bound to a stream that
+    has since been replaced (pytest's capture, an embedding application's redirect)."""
+    return isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
 
 
 def route_to_file(log_file: str | Path, console_level: int | None = None) -> None:
