@@ -132,6 +132,7 @@ table{border-collapse:collapse} td,th{border:1px solid #dee2e6;padding:.22em .5e
 text-align:left} th{background:#f1f3f5;cursor:pointer;user-select:none;white-space:nowrap}
 th[aria-sort=ascending]::after{content:" \\25B2"} th[aria-sort=descending]::after{content:" \\25BC"}
 td.num{text-align:right;font-variant-numeric:tabular-nums} tr:hover td{background:#f8f9fa}
+.table-wrap{overflow-x:auto} td.warning{max-width:24em;font-size:.78em}
 .fail{color:#b02a37;font-weight:600} .note{color:#6c757d;font-size:.88em}
 svg.qc-plot{max-width:1000px;width:100%;height:auto;font-size:12px}
 svg.qc-plot circle{fill:#1c7ed6;fill-opacity:.75} svg.qc-plot circle.outlier{fill:#e03131}
@@ -229,11 +230,14 @@ def render_html(rows: list[dict[str, Any]], missing: dict[str, list[str]]) -> st
         for key, _ in HTML_COLUMNS:
             value = str(row.get(key, "n/a"))
             text = esc(value)
+            if key in {"file", "source"} and value != "n/a":  # the folders repeat participant and session
+                text = f'<span title="{text}">{esc(Path(value).name)}</span>'
             if key in {"participant_id", "file"}:
                 anchor = Path(row["file"]).name.split(".")[0]
                 text = f'<a href="{esc(row["participant_id"])}.html#{esc(anchor)}">{text}</a>'
             elif key == "mask_warning" and value != "n/a":
-                text = f'<span class="fail">{text}</span>'
+                cells.append(f'<td class="warning"><span class="fail">{text}</span></td>')
+                continue
             numeric = _float(value) is not None and key not in {"participant_id", "session_id", "run"}
             cells.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -252,8 +256,8 @@ def render_html(rows: list[dict[str, Any]], missing: dict[str, list[str]]) -> st
         f"<title>tumsyn group report</title><style>{CSS}</style></head><body>\n"
         f"<h1>tumsyn group report</h1><p>{len(rows)} synthetic images from {n_participants} participants "
         f"(tumsyn {esc(__version__)}). Click a column header to sort.</p>\n"
-        f"<h2>Outputs</h2><table class=\"sortable\" id=\"qc-table\"><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>\n{plot_html}\n"
+        f"<h2>Outputs</h2><div class=\"table-wrap\"><table class=\"sortable\" id=\"qc-table\"><thead><tr>{head}"
+        f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>\n{plot_html}\n"
         f"<h2 class=\"fail\">Participants missing outputs</h2><ul>{miss}</ul>\n"
         f"<script>{SORT_JS}</script>\n</body></html>\n"
     )

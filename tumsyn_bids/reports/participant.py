@@ -211,7 +211,7 @@ def render_participant(out_dir: str | Path, subject: str, *, run_info: dict[str,
         warning = mask_warning(mask_record(out_dir, rec)[1])
         if warning:
             warnings.append(f"<li><a href=\"#{_esc(rec.stem)}-mask\">{_esc(rec.stem)}</a>: "
-                            f"brain mask: {_esc(warning)}</li>")
+                            f"{'' if warning.startswith('brain mask') else 'brain mask: '}{_esc(warning)}</li>")
     n_errors = len(missing) + len(crashes)
     summary = [
         ("Participant", _esc(f"sub-{subject}")),
