@@ -41,6 +41,16 @@ def stub_runner(monkeypatch, tmp_path):
     markers: dict[str, Path] = {}
 
     def init_tumsyn_wf(jobs_by_subject, opts, base_dir, crash_dirs=None):
+        if "03" in jobs_by_subject:  # a brain mask whose QC failed, as the outputs node writes it
+            from tumsyn_bids.bids.derivatives import atomic_write_json, mask_relpath, sidecar_path
+
+            mask = opts.out_dir / mask_relpath("sub-03/anat/sub-03_T1w.nii.gz")
+            mask.parent.mkdir(parents=True, exist_ok=True)
+            mask.write_bytes(b"mask")
+            atomic_write_json(sidecar_path(mask), {"MaskQC": {
+                "Method": "template-registration-antspyx", "VolumeML": 4189.1, "SupportDice": 0.894,
+                "Warning": "brain mask (template-registration-antspyx) looks wrong: volume 4189 mL is outside "
+                           "the plausible 700-2300 mL"}})
         workflow = pe.Workflow(name="stub_wf", base_dir=str(base_dir))
         workflow.config["execution"].update({"crashfile_format": "txt", "poll_sleep_duration": 0.05})
         for subject, jobs in sorted(jobs_by_subject.items()):
@@ -101,3 +111,9 @@ def test_all_participants_ok_exits_0(cli, tmp_path, stub_runner):
     assert code == 0, err
     assert stub_runner["02"].is_file() and stub_runner["03"].is_file()
     assert "error" not in err
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1, err  # the mask that failed its QC, named, once; the other says nothing
+    assert re.fullmatch(r"tumsyn-bids: warning: \S+/out/sub-03/anat/sub-03_desc-brain_mask.nii.gz: brain mask "
+                        r"\(template-registration-antspyx\) looks wrong: volume 4189 mL is outside the plausible "
+                        r"700-2300 mL \(source sub-03_T1w.nii.gz; synthesis used it\)", warnings[0]), warnings[0]
+    assert err.index(warnings[0]) < err.index("  sub-02: ok")  # before the summary
