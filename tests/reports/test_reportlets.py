@@ -264,3 +264,22 @@ def test_reports_module_does_not_import_niworkflows():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("with_real", [False, True])
+def test_outputs_workflow_draws_reportlets_after_the_writer(tmp_path, with_real):
+    from tumsyn_bids.workflows.synthesis import init_outputs_wf
+
+    src, real = tmp_path / "sub-01_T1w.nii.gz", tmp_path / "sub-01_T2w.nii.gz"
+    for path in (src, real):
+        path.write_bytes(b"")
+    wf = init_outputs_wf(out_dir=tmp_path / "out", bids_dir=tmp_path, source_file=src, target="T2w", prompt="p",
+                         source_metadata={}, conditioning={}, mask_output=False,
+                         real_file=real if with_real else None)
+    node = wf.get_node("reportlets")
+    assert node.inputs.target == "T2w" and node.inputs.source_file == str(src)
+    edges = {(u.name, v.name): d["connect"] for u, v, d in wf._graph.edges(data=True)}
+    assert ("written", "written") in edges[("write_derivatives", "reportlets")]
+    assert (("compare_real", "reportlets") in edges) is with_real
+    if with_real:
+        assert ("real_registered", "real_registered") in edges[("compare_real", "reportlets")]
