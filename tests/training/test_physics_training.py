@@ -111,3 +111,23 @@ def test_source_protocols_are_valid_and_varied():
         seen.add((p.sequence, contrast))
     assert {s for s, _ in seen} == {"mprage", "gre", "se", "ir", "space"}
     assert ("mprage", "T1CE") in seen or ("se", "T1CE") in seen
+
+
+def test_worker_processes_and_time_budget(labelmap, tmp_path):
+    """The GPU path's data loader (simulation in worker processes) feeds real batches, and a spent
+    time budget stops the run at the step where it ran out, with its state saved and resumable."""
+    from tumsyn_bids.training.physics_data import SimConfig
+    from tumsyn_bids.training.physics_train import PhysicsTrainConfig, resumed_config
+    from tumsyn_bids.training.physics_train import train as train_run
+
+    out = tmp_path / "run"
+    cfg = PhysicsTrainConfig(labelmaps=[str(labelmap)], steps=50, batch_size=1, threads=1, device="cpu",
+                             workers=1, time_budget=1e-3, sim=SimConfig(size=16))
+    summary = train_run(cfg, out, report=lambda m: None)
+    assert summary["steps"] == 1  # one step always takes longer than a millisecond
+    assert _steps(out / "losses.jsonl") == [1]
+    resumed = resumed_config(out, steps=3, time_budget=0.0)
+    assert resumed is not None and resumed.workers == 1 and resumed.time_budget == 0.0 and resumed.steps == 3
+    assert train_run(resumed, out, report=lambda m: None)["steps"] == 3
+    assert _steps(out / "losses.jsonl") == [1, 2, 3]
+    assert resumed_config(tmp_path / "empty") is None

@@ -60,25 +60,17 @@ def train(
 
 def _train_physics(labelmaps, out: Path, steps, resume: bool, seed, threads, patch_size: int, batch_size: int) -> dict:
     """Train (or resume) the physics-structured model in ``out`` and export ``out/model.pt``."""
-    import dataclasses
-    import json
-
-    import torch
-
     from tumsyn_bids.training.physics_data import SimConfig
-    from tumsyn_bids.training.physics_train import PhysicsTrainConfig, export, train
+    from tumsyn_bids.training.physics_train import PhysicsTrainConfig, export, resumed_config, train
 
     if not labelmaps:
         raise _usage("tumsyn-small trains on label maps: give --labelmaps FILE_OR_FOLDER")
     if patch_size % 8:
         raise _usage(f"--patch-size {patch_size}: must be a multiple of 8")
-    state = out / "state.pt"
-    if resume and state.is_file():
-        saved = torch.load(state, map_location="cpu", weights_only=False)
-        cfg = PhysicsTrainConfig.from_dict(json.loads(saved["config"]))
-        cfg = dataclasses.replace(cfg, labelmaps=[str(p) for p in labelmaps], steps=steps or cfg.steps)
-    else:
-        if state.is_file():
+    cfg = (resumed_config(out, labelmaps=[str(p) for p in labelmaps], steps=steps or None, time_budget=0.0)
+           if resume else None)
+    if cfg is None:
+        if (out / "state.pt").is_file():
             raise _usage(f"{out} holds a training run: pass --resume to continue it or choose another --out")
         cfg = PhysicsTrainConfig(labelmaps=[str(p) for p in labelmaps], steps=steps or 4000, seed=seed or 0,
                                  threads=threads or 2, batch_size=batch_size, sim=SimConfig(size=patch_size))

@@ -323,6 +323,17 @@ def export(out_dir: Path, dest: Path | None = None) -> dict[str, Any]:
     return record
 
 
+def resumed_config(out_dir: Path, **changes: Any) -> PhysicsTrainConfig | None:
+    """The saved run's own config with ``changes`` applied (``None`` values ignored), or None
+    when ``out_dir`` holds no training state. A resumed run keeps its model, data recipe and seed."""
+    state_path = Path(out_dir) / "state.pt"
+    if not state_path.is_file():
+        return None
+    saved = torch.load(state_path, map_location="cpu", weights_only=False)
+    cfg = PhysicsTrainConfig.from_dict(json.loads(saved["config"]))
+    return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train the physics-structured tumsyn-small on simulated label-map patches.")
     ap.add_argument("--labelmaps", nargs="+", required=True, help="label-map files or folders")
@@ -344,10 +355,9 @@ def main(argv: list[str] | None = None) -> None:
         cfg = PhysicsTrainConfig(labelmaps=args.labelmaps, steps=args.steps, batch_size=args.batch_size,
                                  threads=args.threads, seed=args.seed, device=args.device, lr=args.lr,
                                  workers=args.workers, time_budget=args.time_budget, sim=SimConfig(size=args.size))
-        state_path = args.out / "state.pt"
-        if state_path.exists() and not args.no_resume:  # keep the run's own config, extend its steps
-            saved = PhysicsTrainConfig.from_dict(json.loads(torch.load(state_path, weights_only=False)["config"]))
-            cfg = dataclasses.replace(saved, steps=args.steps, labelmaps=args.labelmaps, time_budget=args.time_budget)
+        if not args.no_resume:  # keep the run's own config, extend its steps
+            cfg = resumed_config(args.out, steps=args.steps, labelmaps=args.labelmaps,
+                                 time_budget=args.time_budget) or cfg
         train(cfg, args.out, resume=not args.no_resume, report=lambda m: print(m, flush=True))
     record = export(args.out)
     print(f"model: {record['model_file']} sha256 {record['sha256']}")
