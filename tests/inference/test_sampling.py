@@ -41,3 +41,22 @@ def test_queries_on_the_feature_grid_skip_the_products_and_match_grid_sample():
     grid = torch.stack(torch.meshgrid(*[torch.as_tensor(a, dtype=torch.float32) for a in axes], indexing="ij"), -1)
     ref = sample_features(feat, grid.reshape(1, -1, 3))[0]
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_slabs_of_on_grid_axes_are_sliced_and_mixed_axes_still_match_grid_sample():
+    """A slab of an on-grid window (rows k..k+m of the identity) is sliced, not multiplied, and any
+    mix of on-grid and interpolated axes equals grid_sample."""
+    from tumsyn_bids.inference.sampling import _identity_rows
+    from tumsyn_bids.models.decoder import sample_features
+
+    torch.manual_seed(1)
+    feat = torch.randn(1, 4, 6, 7, 8).contiguous(memory_format=torch.channels_last_3d)
+    centres = [(-1 + (2 * np.arange(n) + 1) / n) for n in (6, 7, 8)]
+    axes = [centres[0][2:5], np.linspace(-0.9, 0.9, 5), centres[2]]  # a slab, interpolated, on-grid
+    mats = [torch.as_tensor(interpolation_matrix(a, n), dtype=torch.float32) for a, n in zip(axes, (6, 7, 8))]
+    assert _identity_rows(mats[0]) == slice(2, 5) and _identity_rows(mats[1]) is None
+    assert _identity_rows(mats[2]) == slice(0, 8)
+    got = separable_sample(feat, mats)
+    grid = torch.stack(torch.meshgrid(*[torch.as_tensor(a, dtype=torch.float32) for a in axes], indexing="ij"), -1)
+    ref = sample_features(feat, grid.reshape(1, -1, 3))[0]
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)

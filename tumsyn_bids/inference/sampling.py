@@ -39,21 +39,29 @@ def separable_sample(feat: "torch.Tensor", mats: Sequence["torch.Tensor"]) -> "t
 
     ``mats`` are (m0, D), (m1, H), (m2, W) interpolation matrices; rows come out in C order
     (index ``(i * m1 + j) * m2 + k``), like ``torch.meshgrid(..., indexing="ij")`` flattened.
+    An axis whose matrix is a run of identity rows (queries on the feature grid, as in a slab of a
+    same-voxel-size window) is sliced instead of multiplied.
     """
     a0, a1, a2 = mats
     _, c, d, h, w = feat.shape
-    vol = feat[0].permute(1, 2, 3, 0)  # (D, H, W, C); a free view when feat is channels-last
-    if all(_is_identity(m) for m in mats):  # queries on the feature grid itself (same voxel size)
-        return vol.reshape(-1, c)
-    t = (a0 @ vol.reshape(d, h * w * c)).reshape(a0.shape[0], h, w * c)  # (m0, H, W*C)
-    t = (a1 @ t).reshape(a0.shape[0] * a1.shape[0], w, c)  # (m0*m1, W, C)
-    return (a2 @ t).reshape(-1, c)  # (m0*m1*m2, C)
+    t = feat[0].permute(1, 2, 3, 0)  # (D, H, W, C); a free view when feat is channels-last
+    s0, s1, s2 = (_identity_rows(m) for m in mats)
+    m0, m1 = a0.shape[0], a1.shape[0]
+    t = t[s0] if s0 is not None else (a0 @ t.reshape(d, h * w * c)).reshape(m0, h, w, c)
+    t = t[:, s1] if s1 is not None else (a1 @ t.reshape(m0, h, w * c)).reshape(m0, m1, w, c)
+    t = t[:, :, s2] if s2 is not None else a2 @ t.reshape(m0 * m1, w, c)
+    return t.reshape(-1, c)
 
 
-def _is_identity(mat: "torch.Tensor") -> bool:
+def _identity_rows(mat: "torch.Tensor") -> slice | None:
+    """``slice(k, k + m)`` when the (m, n) matrix equals rows k..k+m of the n x n identity, else None."""
     import torch
 
-    if mat.shape[0] != mat.shape[1]:
-        return False
-    eye = torch.eye(mat.shape[0], dtype=mat.dtype, device=mat.device)
-    return bool(torch.allclose(mat, eye, rtol=0.0, atol=1e-6))  # cell centres: weights 1 +- rounding
+    m, n = mat.shape
+    if m > n:
+        return None
+    k = int(torch.argmax(mat[0]))
+    if k + m > n:
+        return None
+    eye = torch.eye(n, dtype=mat.dtype, device=mat.device)[k:k + m]
+    return slice(k, k + m) if bool(torch.allclose(mat, eye, rtol=0.0, atol=1e-6)) else None
