@@ -125,7 +125,9 @@ def register_rigid(fixed: Path | str, moving: Path | str) -> np.ndarray:
 
     fixed_img = ants.image_read(str(fixed))
     moving_img = ants.image_read(str(moving))
-    reg = ants.registration(fixed=fixed_img, moving=moving_img, type_of_transform="Rigid")
+    from tumsyn_bids.anat.registration import ants_registration
+
+    reg = ants_registration(fixed_img, moving_img, type_of_transform="Rigid")
     moved = ants.apply_transforms(fixed=fixed_img, moving=moving_img, transformlist=reg["fwdtransforms"],
                                   interpolator="linear")
     return moved.numpy().astype(np.float32)

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+
+ANTS_SEED = 42
+
+
+def ants_registration(fixed, moving, **kwargs):
+    """``ants.registration`` with a fixed seed for ANTs' random metric sampling (``ANTS_RANDOM_SEED``,
+    unless the user set one), so that a rerun or a retry registers identically."""
+    import ants
+
+    os.environ.setdefault("ANTS_RANDOM_SEED", str(ANTS_SEED))
+    return ants.registration(fixed=fixed, moving=moving, **kwargs)
 
 
 def _read(path: str | Path):
@@ -26,7 +39,7 @@ def rigid_resample(fixed: str | Path, moving: str | Path, *, images: tuple[str |
 
     fixed_img, moving_img = _read(fixed), _read(moving)
     target = _read(reference) if reference is not None else fixed_img
-    reg = ants.registration(fixed=fixed_img, moving=moving_img, type_of_transform=type_of_transform)
+    reg = ants_registration(fixed_img, moving_img, type_of_transform=type_of_transform)
     todo = images or (moving,)
     interps = interpolators or tuple("linear" for _ in todo)
     out = []
@@ -55,7 +68,7 @@ def register_to_template(moving: str | Path, template: str | Path, out_image: st
     kwargs = {}
     if moving_mask is not None:
         kwargs["moving_mask"] = _read(moving_mask)
-    reg = ants.registration(fixed=fixed_img, moving=moving_img, type_of_transform=type_of_transform,
+    reg = ants_registration(fixed_img, moving_img, type_of_transform=type_of_transform,
                             write_composite_transform=True, **kwargs)
     composite = reg["fwdtransforms"]
     if isinstance(composite, list):

@@ -45,8 +45,9 @@ def to_template(source: str | Path, mask: str | Path, synth: str | Path, out_ima
     if res:
         fixed = ants.resample_image(fixed, (float(res),) * 3, use_voxels=False, interp_type=0)
     moving = ants.image_read(str(source), pixeltype="float") * ants.image_read(str(mask), pixeltype="float")
-    reg = ants.registration(fixed=fixed, moving=moving, type_of_transform="Affine",
-                            write_composite_transform=True)
+    from tumsyn_bids.anat.registration import ants_registration
+
+    reg = ants_registration(fixed, moving, type_of_transform="Affine", write_composite_transform=True)
     composite = reg["fwdtransforms"]
     composite = composite[0] if isinstance(composite, list) else composite
     Path(out_xfm).write_bytes(Path(composite).read_bytes())

@@ -138,7 +138,7 @@ def load_session(session: SessionImages, bids_dir: Path, crop_margin: int = 4) -
     arrays, prompts = [], []
     for contrast in order:
         data = np.nan_to_num(_on_grid(ref_path, session.files[contrast]))
-        arrays.append(normalize_intensity(data))
+        arrays.append(np.clip(normalize_intensity(data), 0.0, 1.0))  # float rounding can give 1 + 1 ulp
         prompts.append(prompt_for(session.files[contrast], contrast, voxel, demo.age, demo.sex))
     mask = np.any(np.stack(arrays) > 0, axis=0)
     arrays, mask = crop_to_mask(arrays, mask, crop_margin)
