@@ -124,6 +124,21 @@ PLOTTED: tuple[tuple[str, str], ...] = (
     ("seconds", "synthesis time (s)"),
 )
 
+# A dot is an outlier only when it lies more than OUTLIER_MADS scaled median absolute deviations
+# from the median of its strip AND further from the median than a difference a user would call
+# real: (kind, size), "relative" as a fraction of the median, "absolute" in the measure's units.
+# Times and volumes: 10 %. PSNR: 1 dB. SSIM: 0.05. MAE (images normalised to [0, 1] by
+# percentiles): 0.02. With fewer than MIN_OUTLIER_VALUES values no dot is an outlier.
+OUTLIER_MADS = 3.0
+MIN_OUTLIER_VALUES = 5
+OUTLIER_FLOORS: dict[str, tuple[str, float]] = {
+    "seconds": ("relative", 0.10),
+    "mask_volume_ml": ("relative", 0.10),
+    "qc_psnr": ("absolute", 1.0),
+    "qc_ssim": ("absolute", 0.05),
+    "qc_mae": ("absolute", 0.02),
+}
+
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1500px;
 padding:1em 1.2em 2em;color:#212529}
@@ -175,10 +190,36 @@ def _float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def outliers(key: str, values: list[float]) -> list[bool]:
+    """Which of ``values`` (one strip of measure ``key``) are outliers: beyond 3 MADs and the floor.
+
+    The floor is :data:`OUTLIER_FLOORS` of ``key`` (10 % of the median for unknown measures).
+    Fewer than :data:`MIN_OUTLIER_VALUES` values: none.
+    """
+    if len(values) < MIN_OUTLIER_VALUES:
+        return [False] * len(values)
+    med = statistics.median(values)
+    mad = 1.4826 * statistics.median(abs(v - med) for v in values)
+    kind, size = OUTLIER_FLOORS.get(key, ("relative", 0.10))
+    floor = size * abs(med) if kind == "relative" else size
+    return [abs(v - med) > max(OUTLIER_MADS * mad, floor) for v in values]
+
+
+def outlier_rule_text() -> str:
+    """The outlier rule in words, for the page."""
+    names = {"seconds": "time", "mask_volume_ml": "mask volume", "qc_psnr": "PSNR", "qc_ssim": "SSIM",
+             "qc_mae": "MAE"}
+    floors = ", ".join(f"{names[k]} {size:.0%}" if kind == "relative" else f"{names[k]} {size:g}"
+                       + (" dB" if k == "qc_psnr" else "") for k, (kind, size) in OUTLIER_FLOORS.items())
+    return (f"Red: more than {OUTLIER_MADS:g} median absolute deviations from the median and further from it "
+            f"than {floors} (of the median where a percentage); with fewer than {MIN_OUTLIER_VALUES} values "
+            "no dot is red.")
+
+
 def qc_plot(rows: list[dict[str, Any]]) -> str:
     """An inline SVG: one strip per QC number, a dot per output (hover: who), outliers in red.
 
-    An outlier lies more than 3 scaled median absolute deviations from the median of its strip.
+    Outliers as :func:`outliers` (beyond 3 MADs and a per-measure floor, never with < 5 values).
     Empty when fewer than two participants have numbers.
     """
     strips = []
@@ -198,8 +239,7 @@ def qc_plot(rows: list[dict[str, Any]]) -> str:
         lo, hi = min(values), max(values)
         span = (hi - lo) or max(abs(hi), 1.0)
         lo, hi = lo - 0.05 * span, hi + 0.05 * span
-        med = statistics.median(values)
-        mad = 1.4826 * statistics.median(abs(v - med) for v in values)
+        flags = outliers(key, values)
         svg.append(f'<text x="0" y="{y0 + 20}">{html.escape(label)}</text>'
                    f'<line x1="{left}" x2="{width - right}" y1="{y0 + 16}" y2="{y0 + 16}" stroke="#adb5bd"/>'
                    f'<text x="{left}" y="{y0 + 40}" fill="#6c757d">{lo:.4g}</text>'
@@ -207,7 +247,7 @@ def qc_plot(rows: list[dict[str, Any]]) -> str:
         for j, (row, value) in enumerate(points):
             x = left + (value - lo) / (hi - lo) * (width - left - right)
             y = y0 + 16 + ((j % 5) - 2) * 3  # a little vertical jitter so equal values stay visible
-            outlier = mad > 0 and abs(value - med) > 3 * mad
+            outlier = flags[j]
             who = f"{row['participant_id']} {row['session_id']} {row['target']}: {value:.4g}"
             link = html.escape(f"{row['participant_id']}.html#{Path(row['file']).name.split('.')[0]}")
             cls = ' class="outlier"' if outlier else ""
@@ -247,7 +287,7 @@ def render_html(rows: list[dict[str, Any]], missing: dict[str, list[str]]) -> st
     ) or "<li>none</li>"
     plot = qc_plot(rows)
     plot_html = (f"<h2>QC across participants</h2>{plot}<p class=\"note\">One dot per synthetic image; hover for "
-                 "who, click to open the report. Red: more than 3 median absolute deviations from the median.</p>"
+                 "who, click to open the report. " + html.escape(outlier_rule_text()) + "</p>"
                  if plot else "")
     n_participants = len({r["participant_id"] for r in rows})
     return (
