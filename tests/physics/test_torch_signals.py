@@ -62,12 +62,52 @@ def test_render_maps_matches_the_class_renderer(contrast):
         assert got[3] > plain[3] * 1.2 and got[0] == pytest.approx(plain[0])
 
 
+# Which tissue parameters (PD, T1, T2, T2*) each sequence's signal depends on: spin-echo readouts
+# (se, ir, space) refocus static dephasing (T2), gradient-echo readouts (gre, mprage) do not (T2*).
+DEPENDS = {
+    "se": (Protocol("T2w", "se", 3.0, 4000.0, 100.0, None, 90.0), (True, True, True, False)),
+    "ir": (Protocol("FLAIR", "ir", 3.0, 9000.0, 90.0, 2500.0, 150.0), (True, True, True, False)),
+    "space": (Protocol("T2w", "space", 3.0, 3200.0, 400.0, None, "T2var"), (True, True, True, False)),
+    "gre": (Protocol("T2starw", "gre", 3.0, 600.0, 20.0, None, 20.0), (True, True, False, True)),
+    "mprage": (Protocol("T1w", "mprage", 3.0, 2300.0, 2.3, 900.0, 9.0), (True, True, False, True)),
+}
+
+
+def _tissue_params():
+    return [torch.tensor([0.8, 0.7], requires_grad=True), torch.tensor([1500.0, 900.0], requires_grad=True),
+            torch.tensor([100.0, 80.0], requires_grad=True), torch.tensor([60.0, 50.0], requires_grad=True)]
+
+
+def _flows(p: torch.Tensor) -> bool:
+    return p.grad is not None and bool(torch.isfinite(p.grad).all()) and float(p.grad.abs().sum()) > 0
+
+
 def test_gradients_flow_to_every_tissue_parameter():
-    protocol = Protocol("FLAIR", "ir", 3.0, 9000.0, 90.0, 2500.0, 150.0)
-    params = [torch.tensor([0.8, 0.7], requires_grad=True), torch.tensor([1500.0, 900.0], requires_grad=True),
-              torch.tensor([100.0, 80.0], requires_grad=True), torch.tensor([60.0, 50.0], requires_grad=True)]
+    """PD, T1, T2 and T2*: one FLAIR (spin-echo readout: T2) and one T2*-weighted GRE (T2*) together."""
+    params = _tissue_params()
+    loss = sum(th_sig.sequence_signal(DEPENDS[seq][0], *params).sum() for seq in ("ir", "gre"))
+    loss.backward()
+    assert [_flows(p) for p in params] == [True, True, True, True]
+
+
+@pytest.mark.parametrize("sequence", sorted(DEPENDS))
+def test_gradients_reach_exactly_the_parameters_each_sequence_depends_on(sequence):
+    protocol, expected = DEPENDS[sequence]
+    params = _tissue_params()
     th_sig.sequence_signal(protocol, *params).sum().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in params[:3])
+    assert tuple(_flows(p) for p in params) == expected
+    # the gradient is the numpy equation's own slope (central difference of the reference)
+    base = [p.detach().double().numpy() for p in params]
+    for i, p in enumerate(params):
+        if not expected[i]:
+            continue
+        h = 1e-4 * np.abs(base[i]).max()
+        up = [b.copy() for b in base]
+        down = [b.copy() for b in base]
+        up[i] = up[i] + h
+        down[i] = down[i] - h
+        slope = (np_sig.sequence_signal(protocol, *up) - np_sig.sequence_signal(protocol, *down)) / (2 * h)
+        np.testing.assert_allclose(p.grad.double().numpy(), slope, rtol=2e-3, atol=1e-9)
 
 
 def test_invalid_protocol_is_refused_as_in_numpy():
