@@ -7,12 +7,16 @@ import pytest
 
 from tumsyn_bids.config import Settings
 from tumsyn_bids.errors import DataError
-from tumsyn_bids.planning import Plan, build_plan, check_nifti
+from tumsyn_bids.bids.validation import check_nifti
+from tumsyn_bids.cli.options import parse_source
+from tumsyn_bids.planning import Plan, build_plan
 from tumsyn_bids.prompts import T2VAR, parse_prompt
 
 
 def plan_for(tmp_path, name, **overrides) -> Plan:
     root = FX.BUILDERS[name](tmp_path / name)
+    if isinstance(overrides.get("source"), str):  # --source as the CLI parses it
+        overrides["source"] = parse_source(overrides["source"])
     settings = Settings(bids_dir=root, output_dir=tmp_path / "out", work_dir=tmp_path / "work", **overrides)
     return build_plan(settings, use_database=False)
 

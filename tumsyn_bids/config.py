@@ -25,6 +25,24 @@ def new_run_uuid() -> str:
 
 
 @dataclass(frozen=True)
+class SourceSelector:
+    """``--source`` as the CLI parsed it: what the user typed and the pybids entity filters it means.
+
+    ``filters`` maps entity names (``suffix``, ``acquisition``, ``run``...) to wanted values.
+    """
+
+    spec: str
+    filters: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.spec
+
+    def describe(self) -> str:
+        """``suffix=T1w, acquisition=mprage``: the filters in one line."""
+        return ", ".join(f"{k}={v}" for k, v in self.filters.items())
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the command line decided. Paths are absolute."""
 
@@ -45,7 +63,7 @@ class Settings:
     skip_bids_validation: bool = False
     targets: tuple[str, ...] = ("T2w",)
     voxel_size: tuple[float, float, float] | None = None  # None = the source's voxel size
-    source: str | None = None
+    source: SourceSelector | None = None  # parsed --source
     tr: float | None = None  # ms
     te: float | None = None  # ms
     ti: float | None = None  # ms
@@ -86,7 +104,9 @@ class Settings:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in _JSON and value is not None:
+            if isinstance(value, SourceSelector):
+                value = {"spec": value.spec, "filters": json.dumps(value.filters, sort_keys=True)}
+            elif f.name in _JSON and value is not None:
                 value = json.dumps(value, sort_keys=True)  # TOML has no null; JSON keeps filter nulls
             value = _plain(value)
             if value is not None:
@@ -131,6 +151,8 @@ def _plain(value: Any) -> Any:
 def _restore(name: str, value: Any) -> Any:
     if name in _JSON:
         return json.loads(value)
+    if name == "source":
+        return SourceSelector(value["spec"], json.loads(value["filters"]))
     if name in _PATHS:
         return Path(value)
     if name in _TUPLES:

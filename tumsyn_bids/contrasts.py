@@ -38,6 +38,20 @@ CONTRASTS: dict[str, Contrast] = {
 # Raw anat suffixes that can serve as a synthesis source, in order of preference after T1w.
 SOURCE_SUFFIXES: tuple[str, ...] = ("T1w", "T2w", "FLAIR", "PDw", "PD", "T2starw")
 
+# The one suffix -> contrast table (raw BIDS anat suffix -> contrast name); planning, the BIDS
+# discovery, the training data path and the CLI's filter-file queries all derive from it.
+SUFFIX_TO_CONTRAST: dict[str, str] = {s: c.name for c in CONTRASTS.values() for s in c.source_suffixes}
+
+# Raw anat suffixes that are indexed: possible sources and "already has the target" checks.
+ANAT_SUFFIXES: tuple[str, ...] = tuple(SUFFIX_TO_CONTRAST)
+
+# ``--bids-filter-file`` query names (lower-case, as fMRIPrep) -> the raw suffixes they select;
+# ``anat`` applies to every query.
+FILTER_QUERIES: dict[str, tuple[str, ...]] = {
+    **{c.name.lower(): c.source_suffixes for c in CONTRASTS.values() if c.source_suffixes},
+    "anat": (),
+}
+
 # The inverse of prompt_modality, for parsing prompts back.
 MODALITY_TO_CONTRAST: dict[str, str] = {c.prompt_modality: c.name for c in CONTRASTS.values()}
 
@@ -49,3 +63,11 @@ def get_contrast(name: str) -> Contrast:
             return contrast
     known = ", ".join(CONTRASTS)
     raise KeyError(f"unknown contrast {name!r}; choose from {known}")
+
+
+def contrast_of(suffix: str, entities: dict | None = None) -> str | None:
+    """The contrast a raw anat file shows (a ``ce-`` T1w counts as T1CE); None when unknown."""
+    contrast = SUFFIX_TO_CONTRAST.get(suffix)
+    if contrast == "T1w" and (entities or {}).get("ceagent"):
+        return "T1CE"
+    return contrast

@@ -1,4 +1,4 @@
-"""Exit codes (DESIGN.md section 8) and the one exception type the CLI turns into them.
+"""Exit codes (the README's exit-code table) and the one exception type the CLI turns into them.
 
 Every user-facing failure is raised as :class:`TumsynError` with a one-line message that
 names the file and the problem; the CLI prints ``tumsyn-bids: error: <message>`` and exits

@@ -119,20 +119,6 @@ def _select(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return values.ravel() if mask is None else values[np.asarray(mask) > 0]
 
 
-def register_rigid(fixed: Path | str, moving: Path | str) -> np.ndarray:
-    """Rigidly register ``moving`` to ``fixed`` with antspyx; the moved data on the fixed grid."""
-    import ants
-
-    fixed_img = ants.image_read(str(fixed))
-    moving_img = ants.image_read(str(moving))
-    from tumsyn_bids.anat.registration import ants_registration
-
-    reg = ants_registration(fixed_img, moving_img, type_of_transform="Rigid")
-    moved = ants.apply_transforms(fixed=fixed_img, moving=moving_img, transformlist=reg["fwdtransforms"],
-                                  interpolator="linear")
-    return moved.numpy().astype(np.float32)
-
-
 def _load(path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
     import nibabel as nib
 
@@ -157,7 +143,9 @@ def evaluate_files(synth: Path, real: Path, mask: Path | None = None, register: 
     synth_data, synth_aff = _load(Path(synth), "SYNTH")
     real_data, real_aff = _load(Path(real), "REAL")
     if register:
-        real_data = register_rigid(synth, real)
+        from tumsyn_bids.anat.registration import rigid_resample
+
+        real_data = rigid_resample(synth, real)[0].astype(np.float32)
     elif real_data.shape != synth_data.shape or not np.allclose(real_aff, synth_aff, atol=1e-3):
         raise DataError(f"grid differs from SYNTH {Path(synth).name}; use --register", path=real)
     mask_data = None

@@ -15,30 +15,32 @@ Source-selection rule (deterministic; the chosen file and the reasons are record
    the next one in this order is used.
 
 One planned output per session and target. With ``--skip-existing`` a target the session already
-has as a raw image is skipped. Target prompts follow DESIGN.md section 4: CLI overrides > default
-target protocol (at the source's field strength) > the source's sidecar (field strength, vendor) >
-sessions.tsv/participants.tsv (age, sex).
+has as a raw image is skipped. Prompts come from :mod:`tumsyn_bids.prompts` (``target_prompt``,
+``source_prompt``): CLI overrides > default target protocol (at the source's field strength) > the
+source's sidecar (field strength, vendor) > sessions.tsv/participants.tsv (age, sex). Whether a
+candidate is a complete NIfTI is :func:`tumsyn_bids.bids.validation.check_nifti`.
 """
 
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tumsyn_bids.contrasts import CONTRASTS
+from tumsyn_bids.bids.validation import check_nifti, scan_payload  # noqa: F401 (old path of scan_payload)
+from tumsyn_bids.contrasts import SUFFIX_TO_CONTRAST
+from tumsyn_bids.contrasts import contrast_of as _contrast_of_suffix
 from tumsyn_bids.errors import DataError
 from tumsyn_bids.prompts import (
     PROMPT_SIDECAR_FIELDS,
     Prompt,
-    acquisition_from_sidecar,
+    PromptOverrides,
     check_sidecar,
-    normalise_vendor,
     parse_prompt,
+    source_prompt,
+    target_prompt,
 )
-from tumsyn_bids.protocols import default_protocol, nearest_field_strength
 
 if TYPE_CHECKING:  # pragma: no cover
     from tumsyn_bids.bids.layout import ImageRecord, SessionRecord
@@ -48,8 +50,6 @@ if TYPE_CHECKING:  # pragma: no cover
 WEIGHTING_AXIS: dict[str, float] = {
     "T1w": 0.0, "T1CE": 0.5, "FLAIR": 1.0, "PDw": 2.0, "T2w": 3.0, "T2starw": 4.0, "SWI": 5.0,
 }
-_SUFFIX_TO_CONTRAST = {"T1w": "T1w", "T2w": "T2w", "FLAIR": "FLAIR", "PDw": "PDw", "PD": "PDw",
-                       "T2starw": "T2starw", "T2star": "T2starw", "swi": "SWI", "SWI": "SWI"}
 
 
 @dataclass(frozen=True)
@@ -157,185 +157,19 @@ class Plan:
         return out
 
 
-# --- image checks -------------------------------------------------------------------------------
-
-
-# NIfTI datatype codes that are not one grey value per voxel.
-_COLOUR_DATATYPES = {128: "RGB24", 2304: "RGBA32"}
-
-
-def check_nifti(path: Path) -> tuple[tuple[int, ...], tuple[float, float, float]]:
-    """Shape and voxel size of a NIfTI that can be synthesized from; DataError (one line) otherwise.
-
-    Checks the header, the data type (grey values: no RGB, no complex), that every byte of the
-    image data is present (counted exactly, also for a truncated .nii.gz), and that the image has
-    signal (not all NaN, not constant). A dangling symlink (a git-annex/datalad file whose content
-    was not fetched) is named as such.
-    """
-    import nibabel as nb
-    import numpy as np
-
-    path = Path(path)
-    if path.is_symlink() and not path.exists():
-        raise DataError("dangling symlink: the file content is not present (a datalad/git-annex dataset? "
-                        f"run `datalad get {path.name}` in its folder)", path=path)
-    from tumsyn_bids.anat.conform import check_header_geometry, inspect_geometry
-
-    check_header_geometry(path)  # an impossible qform without a sform: nibabel cannot place the voxels
-    raw_zooms = _raw_voxel_sizes(path)
-    if raw_zooms is not None and any(not (abs(z) > 0) for z in raw_zooms):  # nibabel would silently use 1 mm
-        raise DataError(f"voxel sizes {raw_zooms} in the header are not positive", path=path)
-    try:
-        img = nb.load(str(path))
-        header = img.header
-        shape = tuple(int(n) for n in img.shape)
-        zooms = tuple(float(z) for z in header.get_zooms()[:3])
-        offset = int(getattr(img.dataobj, "offset", header.get_data_offset()))
-        dtype = np.dtype(header.get_data_dtype())
-        code = int(header["datatype"]) if "datatype" in header else 0
-    except Exception as exc:  # nibabel raises many types for a bad header
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if str(path) in detail or str(path.name) in detail or not detail:
-            detail = "header cannot be read: truncated or not a NIfTI file"
-        raise DataError(f"not a readable NIfTI image ({detail})", path=path) from exc
-    if code in _COLOUR_DATATYPES or dtype.fields is not None:
-        kind = _COLOUR_DATATYPES.get(code, f"structured {dtype}")
-        raise DataError(f"colour image (NIfTI datatype {kind}); tumsyn needs one grey value per voxel "
-                        "(an MR magnitude image)", path=path)
-    if dtype.kind == "c":
-        raise DataError(f"complex-valued image ({dtype.name}); tumsyn needs a magnitude image "
-                        "(save abs() of the data, or the scanner's magnitude series)", path=path)
-    if dtype.kind not in "biuf":
-        raise DataError(f"unsupported image data type {dtype}", path=path)
-    if len(shape) not in (3, 4) or min(shape) < 1:
-        raise DataError(f"expected a 3D image, got shape {shape}", path=path)
-    if len(shape) == 4 and shape[3] != 1:
-        raise DataError(f"4D image with {shape[3]} volumes; anat sources must be 3D", path=path)
-    if min(shape[:3]) < 2:
-        raise DataError(f"image is too small to synthesize from (shape {shape})", path=path)
-    if any(not (z > 0) for z in zooms):
-        raise DataError(f"voxel sizes {zooms} in the header are not positive", path=path)
-    zooms = inspect_geometry(header, path, shape).voxel_sizes  # those of the affine used (README "Geometry")
-    n_data = int(np.prod(shape)) * dtype.itemsize
-    scan = scan_payload(path, offset, n_data, dtype)
-    if scan.available < offset + n_data:
-        what = "corrupt compressed data" if scan.corrupt else "truncated"
-        raise DataError(f"{what}: {scan.available} of {offset + n_data} bytes of header and image data", path=path)
-    if scan.n_finite == 0:
-        raise DataError("image has no finite values (every voxel is NaN or infinite)", path=path)
-    if scan.minimum == scan.maximum:
-        what = "all zeros" if scan.minimum == 0 else f"constant (every finite voxel is {scan.minimum:g})"
-        raise DataError(f"image is {what}: no signal to synthesize from", path=path)
-    return shape, (round(zooms[0], 4), round(zooms[1], 4), round(zooms[2], 4))
-
-
-def _raw_voxel_sizes(path: Path) -> tuple[float, float, float] | None:
-    """pixdim[1:4] of a NIfTI-1 header as stored (nibabel's loader replaces zeros by 1 with a bare
-    console message); None when the header cannot be read this way (nibabel then reports it)."""
-    import nibabel as nb
-
-    try:
-        with nb.openers.ImageOpener(str(path)) as fh:
-            header = nb.Nifti1Header.from_fileobj(fh, check=False)
-        if int(header["sizeof_hdr"]) != 348:
-            return None
-        return tuple(float(z) for z in header["pixdim"][1:4])  # type: ignore[return-value]
-    except Exception:  # noqa: BLE001 - any failure: leave the diagnosis to nib.load
-        return None
-
-
-@dataclass
-class PayloadScan:
-    """What :func:`scan_payload` found: bytes present (decompressed) and the finite value range."""
-
-    available: int = 0
-    corrupt: bool = False
-    n_finite: int = 0
-    minimum: float = float("inf")
-    maximum: float = float("-inf")
-
-
-def _decompressed_chunks(path: Path, chunk: int = 1 << 20):
-    """The file's bytes (decompressed for .gz, multi-member aware); stops quietly at corruption.
-
-    Yields ``bytes``; a final ``None`` means the compressed stream was corrupt (not just short).
-    """
-    with open(path, "rb") as fh:
-        if not str(path).endswith(".gz"):
-            while block := fh.read(chunk):
-                yield block
-            return
-        inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
-        while raw := fh.read(chunk):
-            while raw:
-                try:
-                    out = inflater.decompress(raw)
-                except zlib.error:
-                    yield None
-                    return
-                if out:
-                    yield out
-                if inflater.eof:  # another gzip member may follow
-                    raw = inflater.unused_data
-                    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
-                else:
-                    raw = b""
-
-
-def scan_payload(path: Path, offset: int, n_data: int, dtype) -> PayloadScan:
-    """Count the bytes of header + data that are present and the range of the finite data values."""
-    import numpy as np
-
-    scan = PayloadScan()
-    itemsize = dtype.itemsize
-    position = 0  # bytes seen so far (header included)
-    carry = b""
-    end = offset + n_data
-    try:
-        for block in _decompressed_chunks(path):
-            if block is None:
-                scan.corrupt = True
-                break
-            start = position
-            position += len(block)
-            if position <= offset:
-                continue
-            block = block[max(0, offset - start): max(0, end - start)]
-            data = carry + block
-            usable = len(data) - len(data) % itemsize
-            carry = data[usable:]
-            if usable:
-                values = np.frombuffer(data[:usable], dtype=dtype)
-                if values.dtype.kind == "f":
-                    values = values[np.isfinite(values)]
-                if values.size:
-                    scan.n_finite += int(values.size)
-                    scan.minimum = min(scan.minimum, float(values.min()))
-                    scan.maximum = max(scan.maximum, float(values.max()))
-            if position >= end:
-                break
-    except OSError:
-        scan.corrupt = True
-    scan.available = min(position, end)
-    return scan
-
-
 # --- source selection ---------------------------------------------------------------------------
 
 
 def contrast_of(image: "ImageRecord") -> str | None:
     """The contrast an image shows: suffix, with a ``ce-`` T1w counting as T1CE."""
-    contrast = _SUFFIX_TO_CONTRAST.get(image.suffix)
-    if contrast == "T1w" and image.entities.get("ceagent"):
-        return "T1CE"
-    return contrast
+    return _contrast_of_suffix(image.suffix, image.entities)
 
 
 def _matches(image: "ImageRecord", filters: dict) -> bool:
     for key, wanted in filters.items():
         have = image.suffix if key == "suffix" else image.entities.get(key)
         if key == "suffix" and isinstance(wanted, str):
-            if wanted.lower() != image.suffix.lower() and _SUFFIX_TO_CONTRAST.get(wanted) != contrast_of(image):
+            if wanted.lower() != image.suffix.lower() and SUFFIX_TO_CONTRAST.get(wanted) != contrast_of(image):
                 return False
             continue
         if wanted is None:
@@ -381,18 +215,7 @@ def rank_candidates(images: list["ImageRecord"], target: str, source_filters: di
     return sorted(pool, key=key)
 
 
-def _describe_filters(filters: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in filters.items())
-
-
 # --- prompts ------------------------------------------------------------------------------------
-
-
-def completed_years(age: float) -> int:
-    """Age in completed years, as the README promises (45.5 -> 45, never rounded up)."""
-    import math
-
-    return int(math.floor(float(age)))
 
 
 def sidecar_of(image: Path) -> Path | None:
@@ -421,75 +244,10 @@ def metadata_problems(image: "ImageRecord") -> tuple[dict, list[str]]:
 
 
 
-def target_prompt(
-    settings: "Settings",
-    target: str,
-    source: "ImageRecord",
-    voxel_size: tuple[float, float, float],
-    demographics: dict,
-) -> tuple[Prompt, list[str], list[str]]:
-    """The prompt describing the image to generate, with the reasons for each field and notes."""
-    reasons: list[str] = []
-    acquisition = acquisition_from_sidecar(source.metadata)
-    field_strength = settings.field_strength if settings.field_strength is not None else acquisition.field_strength
-    reasons.append(
-        "field strength from --field-strength" if settings.field_strength is not None
-        else "field strength from the source sidecar" if field_strength is not None
-        else "field strength unknown (no MagneticFieldStrength)"
-    )
-    vendor = normalise_vendor(settings.vendor) if settings.vendor else acquisition.vendor
-    reasons.append(
-        "vendor from --vendor" if settings.vendor else "vendor from the source sidecar" if vendor
-        else "vendor unknown (no Manufacturer)"
-    )
-    protocol = default_protocol(target, field_strength)
-    overrides = {"tr": settings.tr, "te": settings.te, "ti": settings.ti, "fa": settings.fa}
-    used = [name for name, value in overrides.items() if value is not None]
-    tr = settings.tr if settings.tr is not None else protocol.tr_ms
-    te = settings.te if settings.te is not None else protocol.te_ms
-    ti = settings.ti if settings.ti is not None else protocol.ti_ms
-    fa = settings.fa if settings.fa is not None else protocol.flip_angle
-    bucket = nearest_field_strength(field_strength)
-    reasons.append(
-        f"TR/TE/TI/FA from the default {bucket:.1f} T {target} protocol"
-        + (f" except --{'/--'.join(used)}" if used else "")
-    )
-    age, sex = demographics.get("age"), demographics.get("sex")
-    if age is not None:
-        reasons.append(f"age from {demographics.get('age_source')}")
-    if sex is not None:
-        reasons.append(f"sex from {demographics.get('sex_source')}")
-    prompt = Prompt(
-        modality=CONTRASTS[target].prompt_modality,
-        voxel_size=voxel_size,
-        age=None if age is None else completed_years(age),
-        sex=sex,
-        field_strength=field_strength,
-        vendor=vendor,
-        tr_ms=tr,
-        te_ms=te,
-        ti_ms=ti,
-        flip_angle=fa,
-    )
-    return prompt, reasons, list(acquisition.notes)
-
-
-def source_prompt(source: "ImageRecord", contrast: str, voxel_size: tuple[float, float, float], demographics: dict) -> Prompt:
-    """The source image described in the TUMSyn template (all acquisition fields from its sidecar)."""
-    acq = acquisition_from_sidecar(source.metadata)
-    age = demographics.get("age")
-    return Prompt(
-        modality=CONTRASTS[contrast].prompt_modality,
-        voxel_size=voxel_size,
-        age=None if age is None else completed_years(age),
-        sex=demographics.get("sex"),
-        field_strength=acq.field_strength,
-        vendor=acq.vendor,
-        tr_ms=acq.tr_ms,
-        te_ms=acq.te_ms,
-        ti_ms=acq.ti_ms,
-        flip_angle=acq.flip_angle,
-    )
+def prompt_overrides(settings: "Settings") -> PromptOverrides:
+    """The target prompt fields the command line fixed."""
+    return PromptOverrides(field_strength=settings.field_strength, vendor=settings.vendor,
+                           tr=settings.tr, te=settings.te, ti=settings.ti, fa=settings.fa)
 
 
 # --- the plan -----------------------------------------------------------------------------------
@@ -498,9 +256,8 @@ def source_prompt(source: "ImageRecord", contrast: str, voxel_size: tuple[float,
 def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan:
     """Apply the selection rule to discovered sessions (no pybids needed: testable on records)."""
     from tumsyn_bids.anat.conform import geometry_warnings
-    from tumsyn_bids.cli.options import parse_source
 
-    source_filters = parse_source(settings.source)
+    source_filters = settings.source.filters if settings.source is not None else None
     plan = Plan()
     checked: dict[Path, tuple[tuple[int, ...], tuple[float, float, float]] | str] = {}
 
@@ -550,7 +307,7 @@ def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan
             contrast = contrast_of(chosen) or "T1w"
             reasons = list(passed_over)
             if source_filters:
-                reasons.append(f"source chosen by --source ({_describe_filters(source_filters)})")
+                reasons.append(f"source chosen by --source ({settings.source.describe()})")
             elif contrast == "T1w":
                 reasons.append("source is T1w (preferred)")
             else:
@@ -563,7 +320,8 @@ def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan
             source_voxel = info[1]
             voxel = settings.voxel_size or source_voxel
             reasons.append("voxel size from --voxel" if settings.voxel_size else "voxel size of the source")
-            prompt, prompt_reasons, notes = target_prompt(settings, target, chosen, voxel, demo)
+            prompt, prompt_reasons, notes = target_prompt(target, chosen.metadata, voxel, demo,
+                                                          prompt_overrides(settings))
             plan.outputs.append(
                 PlannedOutput(
                     subject=record.subject,
@@ -578,7 +336,7 @@ def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan
                     reasons=tuple(reasons + prompt_reasons),
                     notes=tuple(notes) + tuple(problems),
                     source_contrast=contrast,
-                    source_prompt=source_prompt(chosen, contrast, source_voxel, demo),
+                    source_prompt=source_prompt(contrast, chosen.metadata, source_voxel, demo),
                     source_voxel_size=source_voxel,
                 )
             )
@@ -607,3 +365,30 @@ def build_plan(settings: "Settings", layout=None, *, use_database: bool = True) 
         bids_filters=settings.bids_filters,
     )
     return plan_sessions(settings, records)
+
+
+def format_plan(plan, root: Path | None = None) -> str:
+    """Human-readable plan: one block per planned output, then skipped targets."""
+    lines: list[str] = []
+    for out in plan.outputs:
+        where = f"sub-{out.subject}" + (f" ses-{out.session}" if out.session else "")
+        path = out.source_path
+        if root is not None:
+            try:
+                path = out.source_path.relative_to(root)
+            except ValueError:
+                pass
+        voxel = "x".join(f"{v:g}" for v in out.voxel_size)
+        lines.append(f"{where}  {out.target} <- {path}  voxel {voxel} mm")
+        lines.append(f"  prompt:  {out.prompt.text()}")
+        lines.append(f"  reasons: {'; '.join(out.reasons)}")
+        if out.notes:
+            lines.append(f"  notes:   {'; '.join(out.notes)}")
+    for key, reasons in plan.skipped.items():
+        for reason in reasons:
+            lines.append(f"{key}  skipped {reason}")
+    for problem in plan.unreadable:
+        lines.append(f"unreadable: {problem}")
+    if not lines:
+        lines.append("nothing planned: no participant/session with anat images matches the selection")
+    return "\n".join(lines)

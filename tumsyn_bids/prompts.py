@@ -1,6 +1,6 @@
 """The TUMSyn text prompt: a pure value object, its exact text form, and the parser back.
 
-The published template (reference: tumsyn-official-model.md section 1)::
+The published template (the TUMSyn paper's text prompts, as the official checkpoints were trained)::
 
     Age: 16; Gender: F; Scanner: 3.0 Siemens; Modality: T2w; Voxel size: (0.8, 0.8, 0.8); \
 Imaging parameter TR(ms), TE(ms), TI(ms), and FA(degree):  (3200.0, 563.0, None, T2var)
@@ -8,11 +8,14 @@ Imaging parameter TR(ms), TE(ms), TI(ms), and FA(degree):  (3200.0, 563.0, None,
 Numbers carry one decimal, unknown values are the word ``None``, there are two spaces before the
 parameter tuple, and the flip angle may be the word ``T2var`` (3D variable-flip-angle T2w).
 The prompt always describes the image to be GENERATED.
-This module is pure: no torch, no nipype, no file access.
+This module is pure: no torch, no nipype, no file access. It is the one place where BIDS sidecar
+metadata and demographics become a prompt (:func:`target_prompt`, :func:`source_prompt`): the
+planner, ``tumsyn prompts`` and the training data path (``training/data_bids.py``) all call it.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 
@@ -115,7 +118,7 @@ def _parse_float(token: str) -> float | None:
         return None
 
 
-# --- from BIDS metadata to prompt fields (DESIGN.md section 4) -------------------------------
+# --- from BIDS metadata to prompt fields (README: Prompts) -------------------------------------
 
 # Manufacturer spellings seen in BIDS sidecars (dcm2niix copies the DICOM Manufacturer tag),
 # matched on lower-case substrings, first hit wins.
@@ -328,3 +331,111 @@ def parse_flip_angle(value: str | float | None) -> float | str | None:
     if text.lower() == T2VAR.lower():
         return T2VAR
     return float(text)
+
+
+# --- sidecar + demographics -> prompt (planning, `tumsyn prompts` and training all use these) ---
+
+
+def completed_years(age: float) -> int:
+    """Age in completed years, as the README promises (45.5 -> 45, never rounded up)."""
+    return int(math.floor(float(age)))
+
+
+@dataclass(frozen=True)
+class PromptOverrides:
+    """Target prompt fields fixed on the command line (``--field-strength``, ``--vendor``, ``--tr/--te/--ti/--fa``)."""
+
+    field_strength: float | None = None
+    vendor: str | None = None
+    tr: float | None = None  # ms
+    te: float | None = None  # ms
+    ti: float | None = None  # ms
+    fa: float | str | None = None  # degrees or "T2var"
+
+
+def _demographic_fields(demographics: dict) -> tuple[int | None, str | None]:
+    age = demographics.get("age")
+    return (None if age is None else completed_years(age)), demographics.get("sex")
+
+
+def source_prompt(contrast: str, metadata: dict, voxel_size: tuple[float, float, float],
+                  demographics: dict) -> Prompt:
+    """The prompt describing an acquired image of ``contrast``: every acquisition field from its sidecar.
+
+    ``metadata`` is the image's (merged) BIDS sidecar; implausible fields count as unknown
+    (:func:`check_sidecar`). ``demographics``: ``{"age": years (may be fractional), "sex": "M"/"F"}``.
+    """
+    from tumsyn_bids.contrasts import CONTRASTS
+
+    acq = acquisition_from_sidecar(check_sidecar(dict(metadata))[0])
+    age, sex = _demographic_fields(demographics)
+    return Prompt(
+        modality=CONTRASTS[contrast].prompt_modality,
+        voxel_size=tuple(voxel_size),  # type: ignore[arg-type]
+        age=age,
+        sex=sex,
+        field_strength=acq.field_strength,
+        vendor=acq.vendor,
+        tr_ms=acq.tr_ms,
+        te_ms=acq.te_ms,
+        ti_ms=acq.ti_ms,
+        flip_angle=acq.flip_angle,
+    )
+
+
+def target_prompt(
+    target: str,
+    source_metadata: dict,
+    voxel_size: tuple[float, float, float],
+    demographics: dict,
+    overrides: PromptOverrides | None = None,
+) -> tuple[Prompt, list[str], list[str]]:
+    """The prompt describing the image to generate, the reason for each field, and metadata notes.
+
+    Precedence: ``overrides`` (CLI flags) > the default ``target`` protocol at the source's field
+    strength (:mod:`tumsyn_bids.protocols`) > the source's sidecar (field strength, vendor) >
+    ``demographics`` (age, sex; with ``age_source``/``sex_source`` for the reasons).
+    """
+    from tumsyn_bids.contrasts import CONTRASTS
+    from tumsyn_bids.protocols import default_protocol, nearest_field_strength
+
+    o = overrides or PromptOverrides()
+    reasons: list[str] = []
+    acquisition = acquisition_from_sidecar(check_sidecar(dict(source_metadata))[0])
+    field_strength = o.field_strength if o.field_strength is not None else acquisition.field_strength
+    reasons.append(
+        "field strength from --field-strength" if o.field_strength is not None
+        else "field strength from the source sidecar" if field_strength is not None
+        else "field strength unknown (no MagneticFieldStrength)"
+    )
+    vendor = normalise_vendor(o.vendor) if o.vendor else acquisition.vendor
+    reasons.append(
+        "vendor from --vendor" if o.vendor else "vendor from the source sidecar" if vendor
+        else "vendor unknown (no Manufacturer)"
+    )
+    protocol = default_protocol(target, field_strength)
+    given = {"tr": o.tr, "te": o.te, "ti": o.ti, "fa": o.fa}
+    used = [name for name, value in given.items() if value is not None]
+    bucket = nearest_field_strength(field_strength)
+    reasons.append(
+        f"TR/TE/TI/FA from the default {bucket:.1f} T {target} protocol"
+        + (f" except --{'/--'.join(used)}" if used else "")
+    )
+    if demographics.get("age") is not None:
+        reasons.append(f"age from {demographics.get('age_source')}")
+    if demographics.get("sex") is not None:
+        reasons.append(f"sex from {demographics.get('sex_source')}")
+    age, sex = _demographic_fields(demographics)
+    prompt = Prompt(
+        modality=CONTRASTS[target].prompt_modality,
+        voxel_size=tuple(voxel_size),  # type: ignore[arg-type]
+        age=age,
+        sex=sex,
+        field_strength=field_strength,
+        vendor=vendor,
+        tr_ms=o.tr if o.tr is not None else protocol.tr_ms,
+        te_ms=o.te if o.te is not None else protocol.te_ms,
+        ti_ms=o.ti if o.ti is not None else protocol.ti_ms,
+        flip_angle=o.fa if o.fa is not None else protocol.flip_angle,
+    )
+    return prompt, reasons, list(acquisition.notes)

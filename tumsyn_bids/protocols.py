@@ -1,8 +1,8 @@
 """Default acquisition protocols per target contrast and field strength.
 
 Used in two places: the planner fills the target's TR/TE/TI/FA into the prompt when the user
-gives none (DESIGN.md section 4), and the physics simulator renders images with exactly these
-parameters, so the shipped model is trained on the protocols it will be asked for.
+gives none (:func:`tumsyn_bids.prompts.target_prompt`), and the physics simulator renders images
+with exactly these parameters, so the shipped model is trained on the protocols it will be asked for.
 Times in milliseconds, flip angle in degrees; ``"T2var"`` marks 3D variable-flip-angle TSE.
 Pure data: no numpy, no file access.
 

@@ -53,9 +53,10 @@ def test_parse_voxel():
 
 
 def test_parse_source():
-    assert opt.parse_source("T2w") == {"suffix": "T2w"}
-    assert opt.parse_source("acq-mprage_run-2_T1w") == {"acquisition": "mprage", "run": "2", "suffix": "T1w"}
-    assert opt.parse_source('{"acq": "mprage", "suffix": "T1w"}') == {"acquisition": "mprage", "suffix": "T1w"}
+    assert opt.parse_source("T2w").filters == {"suffix": "T2w"}
+    assert opt.parse_source("acq-mprage_run-2_T1w").filters == {"acquisition": "mprage", "run": "2", "suffix": "T1w"}
+    assert opt.parse_source('{"acq": "mprage", "suffix": "T1w"}').filters == {"acquisition": "mprage", "suffix": "T1w"}
+    assert str(opt.parse_source(" acq-mprage_T1w ")) == "acq-mprage_T1w"  # the spec as typed, for messages
     assert opt.parse_source(None) is None
     for bad in ("acq_T1w", "{bad", "[]"):
         with pytest.raises(UsageError):

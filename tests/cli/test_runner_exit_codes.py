@@ -36,6 +36,7 @@ def stub_runner(monkeypatch, tmp_path):
     from nipype.pipeline import engine as pe
 
     from tumsyn_bids import runner
+    from tumsyn_bids.models import preflight
     from tumsyn_bids.workflows import base
 
     markers: dict[str, Path] = {}
@@ -66,8 +67,8 @@ def stub_runner(monkeypatch, tmp_path):
         return workflow
 
     monkeypatch.setattr(base, "init_tumsyn_wf", init_tumsyn_wf)
-    monkeypatch.setattr(runner, "quick_weights_sha256", lambda settings: None)
-    monkeypatch.setattr(runner, "_model_identity", lambda settings: ("stub-model", "0" * 64))
+    monkeypatch.setattr(preflight, "quick_weights_sha256", lambda settings: None)
+    monkeypatch.setattr(preflight, "model_identity", lambda settings: ("stub-model", "0" * 64))
     monkeypatch.setattr(runner, "_write_reports", lambda out_dir, subjects, run_info: [])
     return markers
 

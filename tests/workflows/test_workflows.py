@@ -106,7 +106,7 @@ def test_gpu_use_is_decided_without_touching_cuda():
     import shutil
     import sys
 
-    from tumsyn_bids.runner import wants_gpu
+    from tumsyn_bids.inference.device import wants_gpu
 
     assert wants_gpu("cpu") is False and wants_gpu("cuda:1") is True
     assert wants_gpu("auto") is (shutil.which("nvidia-smi") is not None and wants_gpu("auto"))

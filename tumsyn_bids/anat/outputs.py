@@ -25,7 +25,7 @@ def write_mask(out_dir: str | Path, bids_dir: str | Path, source_file: str | Pat
     """Write the brain mask (in the source's own grid and orientation) and its sidecar."""
     out_dir = Path(out_dir)
     rel_source = _relative_to(source_file, bids_dir)
-    rel = bd.mask_relpath(rel_source)
+    rel = bd.mask_relpath(rel_source)  # = output_paths(...).mask of every target of this source
     mask = to_source_orientation(nib.load(str(mask_file)), source_file)
     img = nib.Nifti1Image(np.asarray(mask.dataobj).astype(np.uint8), mask.affine)
     img.header.set_xyzt_units("mm", "sec")
@@ -79,14 +79,15 @@ def write_synthetic(
     """Write the synthetic image + sidecar (+ mask, figures); return {kind: path}."""
     out_dir = Path(out_dir)
     rel_source = _relative_to(source_file, bids_dir)
-    rel = bd.synthetic_relpath(rel_source, target)
+    paths = bd.output_paths(rel_source, target)
     mask_path = write_mask(out_dir, bids_dir, source_file, mask_file, mask_info)
 
-    image_path = bd.atomic_save_nifti(_output_image(synth_file, mask_file, source_file, mask_output), out_dir / rel)
+    image = _output_image(synth_file, mask_file, source_file, mask_output)
+    image_path = bd.atomic_save_nifti(image, out_dir / paths.image)
 
     figures: dict[str, str] = {}
     try:
-        figures.update(_figures(out_dir, rel_source, target, source_file, mask_path, image_path,
+        figures.update(_figures(out_dir, paths, target, source_file, mask_path, image_path,
                                 real_registered, synth_file))
     except Exception as exc:  # a figure must never cost the image
         LOGGER.warning("%s: could not draw report figures (%s)", image_path, exc)
@@ -98,7 +99,7 @@ def write_synthetic(
             qc["RealImage"] = bd.raw_uri(_relative_to(real, bids_dir))
     maps = write_maps(out_dir=out_dir, rel_source=rel_source, source_file=source_file, mask_file=mask_file,
                       mask_path=mask_path, target=target, prompt=prompt, synthesis=synthesis,
-                      mask_output=mask_output)
+                      mask_output=mask_output, paths=paths)
     sidecar = bd.synthetic_sidecar(
         target=target,
         source_relpath=rel_source,
@@ -141,7 +142,7 @@ def _output_image(ras_file: str | Path, mask_file: str | Path, source_file: str 
 
 def write_maps(*, out_dir: str | Path, rel_source: str, source_file: str | Path, mask_file: str | Path,
                mask_path: Path, target: str, prompt: str, synthesis: dict[str, Any],
-               mask_output: bool = False) -> dict[str, str]:
+               mask_output: bool = False, paths: bd.OutputPaths | None = None) -> dict[str, str]:
     """Write the predicted tissue maps of ``synthesis["maps"]`` that have a BIDS name, with sidecars.
 
     Same grid, orientation and masking as the synthetic image; ``bd.TISSUE_MAPS`` gives names and
@@ -149,12 +150,13 @@ def write_maps(*, out_dir: str | Path, rel_source: str, source_file: str | Path,
     ``{"map_T1": path, "map_T1_sidecar": path, ...}``.
     """
     out_dir = Path(out_dir)
+    paths = paths or bd.output_paths(rel_source, target)
     written: dict[str, str] = {}
     for name, ras_file in sorted((synthesis.get("maps") or {}).items()):
-        if name not in bd.TISSUE_MAPS:
+        if name not in paths.maps:
             LOGGER.info("tissue map %s has no BIDS suffix: not written", name)
             continue
-        rel = bd.map_relpath(rel_source, target, name)
+        rel = paths.maps[name]
         path = bd.atomic_save_nifti(_output_image(ras_file, mask_file, source_file, mask_output), out_dir / rel)
         sidecar = bd.map_sidecar(
             tissue_map=name, target=target, source_relpath=rel_source,
@@ -167,18 +169,18 @@ def write_maps(*, out_dir: str | Path, rel_source: str, source_file: str | Path,
     return written
 
 
-def _figures(out_dir: Path, rel_source: str, target: str, source_file: str | Path, mask_path: Path,
+def _figures(out_dir: Path, paths: bd.OutputPaths, target: str, source_file: str | Path, mask_path: Path,
              image_path: Path, real_registered: str | Path | None, synth_file: str | Path) -> dict[str, str]:
     from tumsyn_bids.reports.figures import Panel, plot_panels
 
     out: dict[str, str] = {}
-    synth_png = out_dir / bd.figure_relpath(rel_source, target, "synth")
+    synth_png = out_dir / paths.figures["synth"]
     source_name = Path(source_file).name
     plot_panels([Panel(source_file, f"source: {source_name}", mask=mask_path),
                  Panel(image_path, f"synthetic {target}: {image_path.name}")], synth_png, centre=mask_path)
     out["figure"] = str(synth_png)
     if real_registered:
-        qc_png = out_dir / bd.figure_relpath(rel_source, target, "qc")
+        qc_png = out_dir / paths.figures["qc"]
         plot_panels([Panel(real_registered, f"acquired {target} (registered, brain only)"),
                      Panel(synth_file, f"synthetic {target}")], qc_png, centre=real_registered)
         out["qc_figure"] = str(qc_png)
@@ -191,10 +193,9 @@ def write_template_copy(*, out_dir: str | Path, bids_dir: str | Path, source_fil
     """Copy a template-space synthetic image + sidecar and the source-to-template transform."""
     out_dir = Path(out_dir)
     rel_source = _relative_to(source_file, bids_dir)
-    name, _, spec = space.partition(":")
-    res = spec[len("res-"):] if spec.startswith("res-") else None
-    rel = bd.synthetic_relpath(rel_source, target, space=name, res=res)
-    xfm_rel = bd.xfm_relpath(rel_source, name)
+    paths = bd.output_paths(rel_source, target, template_spaces=(space,))
+    rel, xfm_rel = paths.templates[space], paths.xfms[space]
+    res = bd.split_space(space)[1]
     bd.atomic_write(out_dir / xfm_rel, lambda tmp: tmp.write_bytes(Path(xfm).read_bytes()))
     img = nib.load(str(image))
     data = np.asarray(img.dataobj, dtype=np.float32)
@@ -206,7 +207,7 @@ def write_template_copy(*, out_dir: str | Path, bids_dir: str | Path, source_fil
     sidecar = {key: value for key, value in (synth_sidecar or {}).items() if key not in {"QC", "Sources"}}
     sidecar.update({
         "SkullStripped": True,
-        "Sources": [bd.local_uri(bd.synthetic_relpath(rel_source, target)), bd.local_uri(xfm_rel)],
+        "Sources": [bd.local_uri(paths.image), bd.local_uri(xfm_rel)],
         "TemplateSource": info.get("TemplateSource"),
         "TemplateRegistration": info.get("Registration"),
     })

@@ -1,9 +1,10 @@
 """BIDS-Derivatives naming, sidecars, dataset_description.json, .bidsignore and atomic writes.
 
-Pure file handling: no torch, no nipype. Names follow DESIGN.md section 7 and the conventions
-doc section 2: the output keeps the source's ``sub``/``ses``/``run`` entities, drops entities
-that describe the source acquisition (``acq``, ``ce``, ``rec``, ``echo``, ...), adds the target
-contrast's own entities and ``desc-`` label, and takes the target's suffix. Every file is written
+Pure file handling: no torch, no nipype. :func:`output_paths` is the one place that lists every
+file of a planned output. Names follow the BIDS-Derivatives conventions: the output keeps the
+source's ``sub``/``ses``/``run`` entities, drops entities that describe the source acquisition
+(``acq``, ``ce``, ``rec``, ``echo``, ...), adds the target contrast's own entities and ``desc-``
+label, and takes the target's suffix. Every file is written
 to a temporary name in its destination directory and moved into place with :func:`os.replace`,
 so a killed run never leaves a half-written file and concurrent writers never interleave.
 """
@@ -14,7 +15,9 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +196,117 @@ def figure_relpath(source: str | Path, target: str, kind: str) -> Path:
     return Path(synth.parts[0]) / "figures" / f"{stem}_{kind}.png"
 
 
+def reportlet_relpath(image_relpath: str | Path, kind: str) -> Path:
+    """``sub-X/figures/<image stem>_<kind>.svg`` (``mask``: ``<mask stem>.svg``, shared per source)."""
+    image_relpath = Path(image_relpath)
+    stem = image_relpath.name.split(".")[0]
+    name = f"{stem}.svg" if kind == "mask" else f"{stem}_{kind}.svg"
+    return Path(image_relpath.parts[0]) / "figures" / name
+
+
+def template_spaces(output_spaces: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """The requested standard spaces of ``--output-spaces`` (``T1w`` = native, always written)."""
+    return tuple(s for s in (output_spaces or ()) if not s.startswith("T1w"))
+
+
+def split_space(space: str) -> tuple[str, str | None]:
+    """``MNI152NLin2009cAsym:res-2`` -> ``("MNI152NLin2009cAsym", "2")``; no modifier -> ``(name, None)``."""
+    name, _, spec = space.partition(":")
+    return name, (spec[len("res-"):] if spec.startswith("res-") else None)
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Every file one planned output writes, relative to out_dir (from :func:`output_paths`).
+
+    The runner's no-op check, the writers (``anat/outputs.py``) and the reports all read their
+    paths from here, so a rerun finds exactly what the last run wrote.
+    """
+
+    image: Path  # the synthetic image (its sidecar: sidecar_path(image))
+    mask: Path  # the brain mask of the source (shared by the source's targets)
+    maps: dict[str, Path]  # TISSUE_MAPS name -> map image (written with --save-maps)
+    templates: dict[str, Path]  # --output-spaces entry (e.g. "MNI152NLin2009cAsym:res-2") -> image copy
+    xfms: dict[str, Path]  # --output-spaces entry -> source-to-template transform
+    figures: dict[str, Path]  # PNG figures: "synth", "qc" (with an acquired target)
+    reportlets: dict[str, Path]  # SVG reportlets: "mask", "source", "acquired", "maps"
+
+    @property
+    def sidecar(self) -> Path:
+        return sidecar_path(self.image)
+
+    @property
+    def mask_sidecar(self) -> Path:
+        return sidecar_path(self.mask)
+
+    def recorded(self, save_maps: bool) -> list[Path]:
+        """Images whose sidecar records prompt, model and weights (the no-op check compares them)."""
+        return [self.image, *(self.maps.values() if save_maps else ())]
+
+
+def output_paths(source: str | Path, target: str, *, template_spaces: tuple[str, ...] | list[str] = ()) -> OutputPaths:
+    """The relative paths of every file written for ``target`` synthesized from the raw ``source``.
+
+    ``source`` is the source image's path relative to the BIDS root; ``template_spaces`` the
+    requested standard spaces (see :func:`template_spaces`).
+    """
+    image = synthetic_relpath(source, target)
+    mask = mask_relpath(source)
+    templates: dict[str, Path] = {}
+    xfms: dict[str, Path] = {}
+    for space in template_spaces:
+        name, res = split_space(space)
+        templates[space] = synthetic_relpath(source, target, space=name, res=res)
+        xfms[space] = xfm_relpath(source, name)
+    return OutputPaths(
+        image=image,
+        mask=mask,
+        maps={name: map_relpath(source, target, name) for name in TISSUE_MAPS},
+        templates=templates,
+        xfms=xfms,
+        figures={kind: figure_relpath(source, target, kind) for kind in ("synth", "qc")},
+        reportlets={"mask": reportlet_relpath(mask, "mask"),
+                    **{kind: reportlet_relpath(image, kind) for kind in ("source", "acquired", "maps")}},
+    )
+
+
+# A shared top-level file (dataset_description.json, .bidsignore) is written in milliseconds: a
+# temporary of one older than this is a leftover, not another run's write in progress.
+STALE_SHARED_TEMPORARY_S = 600.0
+
+
+def remove_stale_temporaries(out_dir: Path, subjects, *, now: float | None = None) -> list[Path]:
+    """Delete temporary files that a killed run left (atomic-write leftovers).
+
+    Under ``sub-X/`` and ``.sub-X.html.*`` for this run's participants (no other run writes them),
+    and other ``.*.tmp*`` files at the top of out_dir once older than
+    :data:`STALE_SHARED_TEMPORARY_S` (a concurrent run may be writing a fresh one).
+    """
+    out_dir = Path(out_dir)
+    subjects = list(subjects)
+    now = time.time() if now is None else now
+    removed = []
+    for subject in subjects:
+        for path in (out_dir / f"sub-{subject}").rglob(".*.tmp*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    own = tuple(f".sub-{subject}.html." for subject in subjects)
+    for path in out_dir.glob(".*.tmp*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        try:
+            old = now - path.stat().st_mtime > STALE_SHARED_TEMPORARY_S
+        except OSError:
+            continue
+        if path.name.startswith(own) or old:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    for path in removed:
+        LOGGER.warning("removed a partial file left by an interrupted run: %s", path)
+    return removed
+
+
 def raw_uri(relpath: str | Path) -> str:
     """BIDS URI of a file of the raw dataset (needs ``DatasetLinks.raw``)."""
     return f"bids:raw:{Path(relpath).as_posix()}"
@@ -270,7 +384,7 @@ def synthetic_sidecar(
     qc: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON sidecar of a synthetic image (DESIGN.md section 7)."""
+    """The JSON sidecar of a synthetic image (what it is, its sources, prompt, model, device)."""
     contrast = get_contrast(target)
     sources = [raw_uri(source_relpath)]
     if mask_relpath is not None:

@@ -1,6 +1,6 @@
 """Dataset discovery with pybids: anat images per participant/session, their merged metadata.
 
-Indexing is kept small (DESIGN.md section 6): ``validate=False``, only ``anat`` folders of the
+Indexing is kept small: ``validate=False``, only ``anat`` folders of the
 selected participants/sessions are indexed (everything else is in the indexer's ``ignore`` list),
 and the SQLite index lives in the run's work directory or ``--bids-database-dir``.
 ``--bids-filter-file`` entity filters are applied to every image query. Sidecar metadata follows
@@ -15,14 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tumsyn_bids.bids.participants import Demographics, demographics_for, read_participants, read_sessions
-from tumsyn_bids.cli.options import FILTER_QUERIES
+from tumsyn_bids.contrasts import ANAT_SUFFIXES, FILTER_QUERIES
 from tumsyn_bids.errors import DataError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from bids.layout import BIDSLayout
 
-# Raw anat suffixes that are indexed: possible sources and "already has the target" checks.
-ANAT_SUFFIXES: tuple[str, ...] = ("T1w", "T2w", "FLAIR", "PDw", "PD", "T2starw", "T2star", "swi", "SWI")
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 _ALWAYS_IGNORED = ("code", "stimuli", "sourcedata", "models", "derivatives", "phenotype")
 

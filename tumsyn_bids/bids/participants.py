@@ -1,6 +1,6 @@
 """Age and sex from ``participants.tsv`` / ``sessions.tsv`` (and ``participants.json`` Levels).
 
-Real datasets spell these files in many ways (bids-app-conventions.md section 5), so reading is
+Real datasets spell these files in many ways (see tests/bids/test_participants.py), so reading is
 forgiving: UTF-8 with or without BOM, CRLF line ends, ``n/a`` or empty cells, capitalised or
 synonym columns (``Age``, ``age_at_first_scan_years``, ``gender``), sex coded M/F/m/f/male/female
 or through the JSON sidecar's ``Levels``, fractional ages, a missing file or a missing row.

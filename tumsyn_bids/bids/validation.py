@@ -20,6 +20,8 @@ import os
 import shutil
 import subprocess
 import sys
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from tumsyn_bids.errors import ExitCode, TumsynError
@@ -138,3 +140,169 @@ def validate_dataset(bids_dir: Path, subjects: tuple[str, ...] | None = None, *,
     warning = (f"{missing[0]}: {len(missing)} image(s) are symlinks to absent content (datalad/git-annex: "
                "`datalad get` them); NIfTI headers were not validated")
     return [warning] + run_validator(Path(bids_dir), exe, ignore_nifti_headers=True)
+
+
+# --------------------------------------------------------------------------------------------
+# NIfTI integrity of one candidate source image (the planner passes over an image that fails)
+# --------------------------------------------------------------------------------------------
+
+# NIfTI datatype codes that are not one grey value per voxel.
+_COLOUR_DATATYPES = {128: "RGB24", 2304: "RGBA32"}
+
+
+def check_nifti(path: Path) -> tuple[tuple[int, ...], tuple[float, float, float]]:
+    """Shape and voxel size of a NIfTI that can be synthesized from; DataError (one line) otherwise.
+
+    Checks the header, the data type (grey values: no RGB, no complex), that every byte of the
+    image data is present (counted exactly, also for a truncated .nii.gz), and that the image has
+    signal (not all NaN, not constant). A dangling symlink (a git-annex/datalad file whose content
+    was not fetched) is named as such.
+    """
+    import nibabel as nb
+    import numpy as np
+
+    from tumsyn_bids.errors import DataError
+
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise DataError("dangling symlink: the file content is not present (a datalad/git-annex dataset? "
+                        f"run `datalad get {path.name}` in its folder)", path=path)
+    from tumsyn_bids.anat.conform import check_header_geometry, inspect_geometry
+
+    check_header_geometry(path)  # an impossible qform without a sform: nibabel cannot place the voxels
+    raw_zooms = _raw_voxel_sizes(path)
+    if raw_zooms is not None and any(not (abs(z) > 0) for z in raw_zooms):  # nibabel would silently use 1 mm
+        raise DataError(f"voxel sizes {raw_zooms} in the header are not positive", path=path)
+    try:
+        img = nb.load(str(path))
+        header = img.header
+        shape = tuple(int(n) for n in img.shape)
+        zooms = tuple(float(z) for z in header.get_zooms()[:3])
+        offset = int(getattr(img.dataobj, "offset", header.get_data_offset()))
+        dtype = np.dtype(header.get_data_dtype())
+        code = int(header["datatype"]) if "datatype" in header else 0
+    except Exception as exc:  # nibabel raises many types for a bad header
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if str(path) in detail or str(path.name) in detail or not detail:
+            detail = "header cannot be read: truncated or not a NIfTI file"
+        raise DataError(f"not a readable NIfTI image ({detail})", path=path) from exc
+    if code in _COLOUR_DATATYPES or dtype.fields is not None:
+        kind = _COLOUR_DATATYPES.get(code, f"structured {dtype}")
+        raise DataError(f"colour image (NIfTI datatype {kind}); tumsyn needs one grey value per voxel "
+                        "(an MR magnitude image)", path=path)
+    if dtype.kind == "c":
+        raise DataError(f"complex-valued image ({dtype.name}); tumsyn needs a magnitude image "
+                        "(save abs() of the data, or the scanner's magnitude series)", path=path)
+    if dtype.kind not in "biuf":
+        raise DataError(f"unsupported image data type {dtype}", path=path)
+    if len(shape) not in (3, 4) or min(shape) < 1:
+        raise DataError(f"expected a 3D image, got shape {shape}", path=path)
+    if len(shape) == 4 and shape[3] != 1:
+        raise DataError(f"4D image with {shape[3]} volumes; anat sources must be 3D", path=path)
+    if min(shape[:3]) < 2:
+        raise DataError(f"image is too small to synthesize from (shape {shape})", path=path)
+    if any(not (z > 0) for z in zooms):
+        raise DataError(f"voxel sizes {zooms} in the header are not positive", path=path)
+    zooms = inspect_geometry(header, path, shape).voxel_sizes  # those of the affine used (README "Geometry")
+    n_data = int(np.prod(shape)) * dtype.itemsize
+    scan = scan_payload(path, offset, n_data, dtype)
+    if scan.available < offset + n_data:
+        what = "corrupt compressed data" if scan.corrupt else "truncated"
+        raise DataError(f"{what}: {scan.available} of {offset + n_data} bytes of header and image data", path=path)
+    if scan.n_finite == 0:
+        raise DataError("image has no finite values (every voxel is NaN or infinite)", path=path)
+    if scan.minimum == scan.maximum:
+        what = "all zeros" if scan.minimum == 0 else f"constant (every finite voxel is {scan.minimum:g})"
+        raise DataError(f"image is {what}: no signal to synthesize from", path=path)
+    return shape, (round(zooms[0], 4), round(zooms[1], 4), round(zooms[2], 4))
+
+
+def _raw_voxel_sizes(path: Path) -> tuple[float, float, float] | None:
+    """pixdim[1:4] of a NIfTI-1 header as stored (nibabel's loader replaces zeros by 1 with a bare
+    console message); None when the header cannot be read this way (nibabel then reports it)."""
+    import nibabel as nb
+
+    try:
+        with nb.openers.ImageOpener(str(path)) as fh:
+            header = nb.Nifti1Header.from_fileobj(fh, check=False)
+        if int(header["sizeof_hdr"]) != 348:
+            return None
+        return tuple(float(z) for z in header["pixdim"][1:4])  # type: ignore[return-value]
+    except Exception:  # noqa: BLE001 - any failure: leave the diagnosis to nib.load
+        return None
+
+
+@dataclass
+class PayloadScan:
+    """What :func:`scan_payload` found: bytes present (decompressed) and the finite value range."""
+
+    available: int = 0
+    corrupt: bool = False
+    n_finite: int = 0
+    minimum: float = float("inf")
+    maximum: float = float("-inf")
+
+
+def _decompressed_chunks(path: Path, chunk: int = 1 << 20):
+    """The file's bytes (decompressed for .gz, multi-member aware); stops quietly at corruption.
+
+    Yields ``bytes``; a final ``None`` means the compressed stream was corrupt (not just short).
+    """
+    with open(path, "rb") as fh:
+        if not str(path).endswith(".gz"):
+            while block := fh.read(chunk):
+                yield block
+            return
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        while raw := fh.read(chunk):
+            while raw:
+                try:
+                    out = inflater.decompress(raw)
+                except zlib.error:
+                    yield None
+                    return
+                if out:
+                    yield out
+                if inflater.eof:  # another gzip member may follow
+                    raw = inflater.unused_data
+                    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                else:
+                    raw = b""
+
+
+def scan_payload(path: Path, offset: int, n_data: int, dtype) -> PayloadScan:
+    """Count the bytes of header + data that are present and the range of the finite data values."""
+    import numpy as np
+
+    scan = PayloadScan()
+    itemsize = dtype.itemsize
+    position = 0  # bytes seen so far (header included)
+    carry = b""
+    end = offset + n_data
+    try:
+        for block in _decompressed_chunks(path):
+            if block is None:
+                scan.corrupt = True
+                break
+            start = position
+            position += len(block)
+            if position <= offset:
+                continue
+            block = block[max(0, offset - start): max(0, end - start)]
+            data = carry + block
+            usable = len(data) - len(data) % itemsize
+            carry = data[usable:]
+            if usable:
+                values = np.frombuffer(data[:usable], dtype=dtype)
+                if values.dtype.kind == "f":
+                    values = values[np.isfinite(values)]
+                if values.size:
+                    scan.n_finite += int(values.size)
+                    scan.minimum = min(scan.minimum, float(values.min()))
+                    scan.maximum = max(scan.maximum, float(values.max()))
+            if position >= end:
+                break
+    except OSError:
+        scan.corrupt = True
+    scan.available = min(position, end)
+    return scan

@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from tumsyn_bids.config import SourceSelector
+from tumsyn_bids.contrasts import FILTER_QUERIES
 from tumsyn_bids.errors import UsageError
 
 # Options that take one or more values, fMRIPrep style (``--participant-label 01 02``);
@@ -28,17 +30,6 @@ MULTI_VALUE_OPTIONS: dict[str, int | None] = {
     "--output-spaces": None,
     "--output_spaces": None,
     "--voxel": 3,
-}
-
-# Filter-file query names -> raw suffixes they select (fMRIPrep uses lower-case query names).
-FILTER_QUERIES: dict[str, tuple[str, ...]] = {
-    "t1w": ("T1w",),
-    "t2w": ("T2w",),
-    "flair": ("FLAIR",),
-    "pdw": ("PDw", "PD"),
-    "t2starw": ("T2starw", "T2star"),
-    "swi": ("swi", "SWI"),
-    "anat": (),  # applies to every query
 }
 
 OUTPUT_SPACES = ("T1w", "MNI152NLin2009cAsym")
@@ -177,14 +168,18 @@ def load_filter_file(path: Path | None) -> dict:
     return filters
 
 
-def parse_source(value: str | None) -> dict | None:
+def parse_source(value: str | None) -> SourceSelector | None:
     """``--source``: a suffix (``T2w``), an entity string (``acq-mprage_T1w``) or a JSON object.
 
-    Returns pybids filters (``{"suffix": "T1w", "acquisition": "mprage"}``) or None.
+    Returns the typed selector (its ``filters``: ``{"suffix": "T1w", "acquisition": "mprage"}``) or None.
     """
     if value is None or not str(value).strip():
         return None
     text = str(value).strip()
+    return SourceSelector(text, _source_filters(text))
+
+
+def _source_filters(text: str) -> dict:
     if text.startswith("{"):
         try:
             data = json.loads(text)

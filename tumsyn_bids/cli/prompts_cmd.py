@@ -47,12 +47,14 @@ def prompts(
     if as_json:
         typer.echo(plan.to_json())
         return
+    from tumsyn_bids.planning import format_plan
+
     typer.echo(format_plan(plan, Path(bids_dir).resolve()))
 
 
 def _plan(values: dict):
     from tumsyn_bids.bids.validation import BidsValidationError, check_description
-    from tumsyn_bids.cli.main import AnalysisLevel, Device, InferenceMode, SkullStrip, build_settings
+    from tumsyn_bids.cli.settings import AnalysisLevel, Device, InferenceMode, SkullStrip, build_settings
     from tumsyn_bids.planning import build_plan
 
     voxel = values["voxel"]
@@ -74,29 +76,3 @@ def _plan(values: dict):
         typer.echo(f"tumsyn prompts: warning: {exc}", err=True)
     return build_plan(settings, use_database=False)
 
-
-def format_plan(plan, root: Path | None = None) -> str:
-    """Human-readable plan: one block per planned output, then skipped targets."""
-    lines: list[str] = []
-    for out in plan.outputs:
-        where = f"sub-{out.subject}" + (f" ses-{out.session}" if out.session else "")
-        path = out.source_path
-        if root is not None:
-            try:
-                path = out.source_path.relative_to(root)
-            except ValueError:
-                pass
-        voxel = "x".join(f"{v:g}" for v in out.voxel_size)
-        lines.append(f"{where}  {out.target} <- {path}  voxel {voxel} mm")
-        lines.append(f"  prompt:  {out.prompt.text()}")
-        lines.append(f"  reasons: {'; '.join(out.reasons)}")
-        if out.notes:
-            lines.append(f"  notes:   {'; '.join(out.notes)}")
-    for key, reasons in plan.skipped.items():
-        for reason in reasons:
-            lines.append(f"{key}  skipped {reason}")
-    for problem in plan.unreadable:
-        lines.append(f"unreadable: {problem}")
-    if not lines:
-        lines.append("nothing planned: no participant/session with anat images matches the selection")
-    return "\n".join(lines)

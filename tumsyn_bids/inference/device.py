@@ -1,4 +1,8 @@
-"""Device and precision choices for inference (torch is imported inside functions)."""
+"""The one device resolver, and precision choices (torch is imported inside functions).
+
+:func:`resolve_device` is used by inference, model loading and training alike; :func:`check_device`
+and :func:`wants_gpu` let the runner decide before anything is written or CUDA is initialised.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +38,27 @@ def resolve_device(device: "str | torch.device" = "auto") -> "torch.device":
             raise DeviceError(f"device {name!r} requested but only {count} CUDA device(s) are visible")
         return dev
     raise UsageError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+
+
+def check_device(device: str) -> None:
+    """An explicitly requested CUDA device must exist (DeviceError, exit 70); ``auto``/``cpu`` need no check.
+
+    Only ``cuda``/``cuda:N`` touch torch.cuda here (MultiProc workers start with forkserver, never fork).
+    """
+    if str(device).lower().startswith("cuda"):
+        resolve_device(device)
+
+
+def wants_gpu(device: str) -> bool:
+    """Whether the synthesis nodes will use a GPU, decided without initialising CUDA here."""
+    name = str(device).lower()
+    if name.startswith("cuda"):
+        return True
+    if name != "auto":
+        return False
+    from nipype.utils.gpu_count import gpu_count
+
+    return gpu_count() > 0
 
 
 def cpu_supports_bf16() -> bool:

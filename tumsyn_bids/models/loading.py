@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from tumsyn_bids.errors import DataError, UsageError
+from tumsyn_bids.inference.device import resolve_device
 from tumsyn_bids.models.checkpoint import (
     NATIVE_VERSION,
     checkpoint_kind,
@@ -104,12 +105,6 @@ class ModelBundle:
         return sum(p.numel() for p in self.net.parameters())
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def load_model(model: str = "tumsyn-small", weights: WeightsArg = None, device: str | torch.device = "cpu") -> ModelBundle:
     """Load ``model`` from the first weights location in the search order (see module docstring)."""
     cfg = get_config(model)
@@ -124,7 +119,7 @@ def load_model(model: str = "tumsyn-small", weights: WeightsArg = None, device: 
         if not paths:
             raise DataError("no .pt/.pth weights files in this folder", path=location)
     bundle = load_weights_files(paths, cfg)
-    bundle.to(_resolve_device(device))
+    bundle.to(resolve_device(device))
     log.info("model %s: weights %s (from %s), sha256 %s", bundle.name, bundle.path, source, bundle.sha256)
     return bundle
 
@@ -308,7 +303,7 @@ def make_random_bundle(
     spec["training"] = {"random_seed": seed}
     bundle = ModelBundle(net=net.eval(), text_encoder=text.eval(), name=spec["model"], sha256=f"random-{seed}",
                          spec=spec, axis_order=spec["axis_order"], path=None)
-    return bundle.to(_resolve_device(device))
+    return bundle.to(resolve_device(device))
 
 
 def count_parameters(module: nn.Module) -> int:

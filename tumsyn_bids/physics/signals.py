@@ -15,6 +15,7 @@ with one line naming the parameter; :func:`validate_protocol` checks a whole pro
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
@@ -261,18 +262,46 @@ def validate_protocol(protocol: Protocol) -> None:
             )
 
 
-def sequence_signal(protocol: Protocol, pd: ArrayLike, t1: ArrayLike, t2: ArrayLike, t2s: ArrayLike) -> np.ndarray:
-    """Signal of tissues with the given relaxation for ``protocol`` (its sequence's equation)."""
+def dispatch(protocol: Protocol, equations, pd, t1, t2, t2s):
+    """The one sequence dispatcher: ``protocol``'s equation taken from ``equations``, after validation.
+
+    ``equations`` is a namespace with ``spin_echo``, ``spoiled_gradient_echo``, ``inversion_recovery``,
+    ``space_t2var`` and ``mprage`` (this module for numpy, :mod:`.torch_signals` for torch), so both
+    array libraries share one protocol -> equation mapping. ``se`` with flip angle ``T2var`` and
+    ``space`` both use the variable-flip-angle TSE approximation.
+    """
     validate_protocol(protocol)
     p = protocol
+    if p.sequence == "space" or (p.sequence == "se" and p.flip_angle == T2VAR):
+        return equations.space_t2var(pd, t1, t2, p.tr_ms, p.te_ms)
     if p.sequence == "se":
-        if p.flip_angle == T2VAR:
-            return space_t2var(pd, t1, t2, p.tr_ms, p.te_ms)
-        return spin_echo(pd, t1, t2, p.tr_ms, p.te_ms)
-    if p.sequence == "space":
-        return space_t2var(pd, t1, t2, p.tr_ms, p.te_ms)
+        return equations.spin_echo(pd, t1, t2, p.tr_ms, p.te_ms)
     if p.sequence == "gre":
-        return spoiled_gradient_echo(pd, t1, t2s, p.tr_ms, p.te_ms, float(p.flip_angle))
+        return equations.spoiled_gradient_echo(pd, t1, t2s, p.tr_ms, p.te_ms, float(p.flip_angle))
     if p.sequence == "ir":
-        return inversion_recovery(pd, t1, t2, p.tr_ms, p.te_ms, float(p.ti_ms))
-    return mprage(pd, t1, t2s, p.tr_ms, p.te_ms, float(p.ti_ms), float(p.flip_angle))
+        return equations.inversion_recovery(pd, t1, t2, p.tr_ms, p.te_ms, float(p.ti_ms))
+    return equations.mprage(pd, t1, t2s, p.tr_ms, p.te_ms, float(p.ti_ms), float(p.flip_angle))
+
+
+def contrast_signal(protocol: Protocol, pd, t1, t2, t2s, *, gd_r1=None, susceptibility=None,
+                    contrast: str | None = None, equations=None):
+    """Signal under ``protocol`` with the T1CE and SWI steps of :mod:`.render` (numpy or torch).
+
+    ``gd_r1``: T1 shortening 1/T1' - 1/T1 in 1/ms (applied for ``T1CE``); ``susceptibility`` in
+    [0, 1] (the SWI phase-mask weight, applied for ``SWI``); ``equations`` as in :func:`dispatch`
+    (default: this module, numpy).
+    """
+    from tumsyn_bids.physics.render import SWI_PHASE_POWER, SWI_PHASE_WEIGHT
+
+    contrast = contrast or protocol.contrast
+    if contrast == "T1CE" and gd_r1 is not None:
+        t1 = 1.0 / (1.0 / t1 + gd_r1)
+    signal = dispatch(protocol, equations or sys.modules[__name__], pd, t1, t2, t2s)
+    if contrast == "SWI" and susceptibility is not None:
+        signal = signal * (1.0 - SWI_PHASE_WEIGHT * susceptibility) ** SWI_PHASE_POWER
+    return signal
+
+
+def sequence_signal(protocol: Protocol, pd: ArrayLike, t1: ArrayLike, t2: ArrayLike, t2s: ArrayLike) -> np.ndarray:
+    """Signal of tissues with the given relaxation for ``protocol`` (its sequence's equation)."""
+    return dispatch(protocol, sys.modules[__name__], _arr(pd), _arr(t1), _arr(t2), _arr(t2s))

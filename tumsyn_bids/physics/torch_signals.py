@@ -10,11 +10,11 @@ by the torch training simulator. torch is imported here, so import this module l
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 
-from tumsyn_bids.physics.render import SWI_PHASE_POWER, SWI_PHASE_WEIGHT
-from tumsyn_bids.physics.signals import SPACE_TE_FACTOR, T2VAR, mprage_timing, validate_protocol
+from tumsyn_bids.physics.signals import SPACE_TE_FACTOR, contrast_signal, dispatch, mprage_timing
 from tumsyn_bids.protocols import Protocol
 
 Tensor = torch.Tensor
@@ -79,18 +79,8 @@ def mprage(pd: Tensor, t1: Tensor, t2s: Tensor, tr: float, te: float, ti: float,
 
 
 def sequence_signal(protocol: Protocol, pd: Tensor, t1: Tensor, t2: Tensor, t2s: Tensor) -> Tensor:
-    """Signal for ``protocol`` (validated as in :func:`signals.sequence_signal`)."""
-    validate_protocol(protocol)
-    p = protocol
-    if p.sequence == "space" or (p.sequence == "se" and p.flip_angle == T2VAR):
-        return space_t2var(pd, t1, t2, p.tr_ms, p.te_ms)
-    if p.sequence == "se":
-        return spin_echo(pd, t1, t2, p.tr_ms, p.te_ms)
-    if p.sequence == "gre":
-        return spoiled_gradient_echo(pd, t1, t2s, p.tr_ms, p.te_ms, float(p.flip_angle))
-    if p.sequence == "ir":
-        return inversion_recovery(pd, t1, t2, p.tr_ms, p.te_ms, float(p.ti_ms))
-    return mprage(pd, t1, t2s, p.tr_ms, p.te_ms, float(p.ti_ms), float(p.flip_angle))
+    """Signal for ``protocol``: the shared dispatcher :func:`signals.dispatch` over these equations."""
+    return dispatch(protocol, sys.modules[__name__], pd, t1, t2, t2s)
 
 
 def render_maps(protocol: Protocol, pd: Tensor, t1: Tensor, t2: Tensor, t2s: Tensor,
@@ -98,10 +88,5 @@ def render_maps(protocol: Protocol, pd: Tensor, t1: Tensor, t2: Tensor, t2s: Ten
                 contrast: str | None = None) -> Tensor:
     """Image of tissue maps under ``protocol``, with the T1CE and SWI approximations of
     :mod:`.render` (``gd_r1``: T1 shortening 1/T1' - 1/T1 in 1/ms; ``susceptibility`` in [0, 1])."""
-    contrast = contrast or protocol.contrast
-    if contrast == "T1CE" and gd_r1 is not None:
-        t1 = 1.0 / (1.0 / t1 + gd_r1)
-    signal = sequence_signal(protocol, pd, t1, t2, t2s)
-    if contrast == "SWI" and susceptibility is not None:
-        signal = signal * (1.0 - SWI_PHASE_WEIGHT * susceptibility) ** SWI_PHASE_POWER
-    return signal
+    return contrast_signal(protocol, pd, t1, t2, t2s, gd_r1=gd_r1, susceptibility=susceptibility,
+                           contrast=contrast, equations=sys.modules[__name__])

@@ -20,6 +20,7 @@ import nibabel as nib
 import numpy as np
 
 from tumsyn_bids.atomic import atomic_write
+from tumsyn_bids.bids.derivatives import reportlet_relpath  # the one place output paths are named
 
 LOGGER = logging.getLogger("tumsyn.reports")
 
@@ -29,14 +30,6 @@ DPI = 90  # raster inside the SVGs: a 7-slice row is ~1400 px wide, more than a 
 PERCENTILES = (1.0, 99.5)  # display range from the nonzero voxels of each image
 CONTOUR = "r"
 KINDS = ("mask", "source", "acquired", "maps")
-
-
-def reportlet_relpath(image_relpath: str | Path, kind: str) -> Path:
-    """``sub-X/figures/<image stem>_<kind>.svg`` (``mask``: ``<mask stem>.svg``, shared per source)."""
-    image_relpath = Path(image_relpath)
-    stem = image_relpath.name.split(".")[0]
-    name = f"{stem}.svg" if kind == "mask" else f"{stem}_{kind}.svg"
-    return Path(image_relpath.parts[0]) / "figures" / name
 
 
 def mosaic_cuts(mask_file: str | Path | nib.spatialimages.SpatialImage, n_cuts: int = N_CUTS

@@ -1,9 +1,12 @@
-"""Training plumbing shared by both stages: seeding, atomic checkpoints, loss log, progress, LR schedule."""
+"""Training plumbing shared by both stages: seeding, checkpoint resume, loss log, progress, LR schedule.
+
+Checkpoints are written with :func:`tumsyn_bids.models.checkpoint.atomic_torch_save`; the schedule
+is :func:`tumsyn_bids.training.schedule.cosine_lr`.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from contextlib import contextmanager
@@ -13,7 +16,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from tumsyn_bids.atomic import atomic_write, atomic_write_text
+from tumsyn_bids.atomic import atomic_write_text
+from tumsyn_bids.training.schedule import cosine_lr
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -22,11 +26,6 @@ def seed_everything(seed: int) -> np.random.Generator:
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` atomically (see :mod:`tumsyn_bids.atomic`)."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -56,13 +55,10 @@ def restore_rng(rng: np.random.Generator, state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def cosine_lr(step: int, total: int, base: float, warmup_frac: float) -> float:
-    """Linear warm-up then cosine decay to 10% of ``base``."""
-    warm = max(1, int(total * warmup_frac))
-    if step < warm:
-        return base * (step + 1) / warm
-    progress = min(1.0, (step - warm) / max(1, total - warm))
-    return base * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+def stage_lr(step: int, total: int, base: float, warmup_frac: float) -> float:
+    """The stages' learning rate: :func:`~tumsyn_bids.training.schedule.cosine_lr` warming up over
+    ``warmup_frac`` of the run (at least one step) and decaying to 10% of ``base``."""
+    return cosine_lr(step, base=base, min_lr=0.1 * base, warmup=max(1, int(total * warmup_frac)), total=total)
 
 
 class LossLog:

@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from tumsyn_bids.contrasts import CONTRASTS
+from tumsyn_bids.models.checkpoint import atomic_torch_save
 from tumsyn_bids.prompts import parse_prompt
 from tumsyn_bids.protocols import default_protocol
 from tumsyn_bids.training.config import TrainConfig
-from tumsyn_bids.training.loop import (LossLog, atomic_torch_save, autocast, cosine_lr, progress_bar,
-                                       resume_state, rng_state)
+from tumsyn_bids.training.loop import LossLog, autocast, progress_bar, resume_state, rng_state, stage_lr
 from tumsyn_bids.training.pool import PoolSubject
 
 LOGIT_INIT = math.log(1 / 0.07)
@@ -148,7 +148,7 @@ def train_stage1(cfg: TrainConfig, pool: Any, text_encoder: nn.Module, out_dir: 
         for step in range(start, total):
             pool_subjects = [pool.draw() for _ in range(4)]
             images, prompts = _batch(pool_subjects, cfg, rng)
-            lr = cosine_lr(step, total, cfg.stage1.lr, cfg.stage1.warmup_frac)
+            lr = stage_lr(step, total, cfg.stage1.lr, cfg.stage1.warmup_frac)
             for group in opt.param_groups:
                 group["lr"] = lr
             x = torch.from_numpy(images).to(device)

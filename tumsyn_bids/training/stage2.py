@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from tumsyn_bids.models.checkpoint import atomic_torch_save
 from tumsyn_bids.training.config import TrainConfig
-from tumsyn_bids.training.loop import (LossLog, atomic_torch_save, autocast, cosine_lr, progress_bar,
-                                       resume_state, rng_state)
+from tumsyn_bids.training.loop import LossLog, autocast, progress_bar, resume_state, rng_state, stage_lr
 from tumsyn_bids.training.sampling import PairSample, draw_scale, make_pair_sample
 
 
@@ -108,7 +108,7 @@ def train_stage2(cfg: TrainConfig, pool: Any, net: nn.Module, text_encoder: nn.M
             samples = draw_batch(pool, cfg, rng)
             x, t, c, y = batch_tensors(samples, prompts, cfg.stage2.both_directions, device)
             data_s = time.time() - tic
-            lr = cosine_lr(step, total, cfg.stage2.lr, cfg.stage2.warmup_frac)
+            lr = stage_lr(step, total, cfg.stage2.lr, cfg.stage2.warmup_frac)
             for group in opt.param_groups:
                 group["lr"] = lr
             with autocast(device, cfg.amp):
