@@ -52,7 +52,7 @@ def test_short_axis_plan_is_the_published_loop_on_the_padded_axis(n, s):
     assert m == int(n * s) == len(contrib)
     cover: list[list[tuple[int, int]]] = [[] for _ in range(m)]
     for win in wins:
-        for j, c in zip(range(win.out_lo, win.out_hi), win.coords):
+        for j, c in zip(range(win.out_lo, win.out_hi), win.coords, strict=True):
             k = round((c + 1.0) * cells / 2.0 - 0.5)  # the cell whose centre this coordinate is
             assert c == pytest.approx(-1.0 + (2 * k + 1) / cells, abs=1e-12), f"voxel {j}: off the cell centres"
             cover[j].append((win.start, k))
@@ -72,7 +72,7 @@ def _demo_loop_on_padded(vol: np.ndarray, scales, w: int, stride: int):
     """The published loop on ``vol`` zero-padded (centred) to ``w`` along short axes, cropped back."""
     pads = [((max(n, w) - n) // 2, max(n, w) - n - (max(n, w) - n) // 2) for n in vol.shape]
     padded = np.pad(vol, pads)
-    sizes = [int(n * s) for n, s in zip(padded.shape, scales)]
+    sizes = [int(n * s) for n, s in zip(padded.shape, scales, strict=True)]
     cells = [int(w * s) for s in scales]
     total, count = np.zeros(sizes), np.zeros(sizes)
     starts = [[min(i * stride, n - w) for i in range(math.ceil((n - w) / stride) + 1)] for n in padded.shape]
@@ -83,10 +83,12 @@ def _demo_loop_on_padded(vol: np.ndarray, scales, w: int, stride: int):
             for a2 in starts[2]:
                 crop = torch.from_numpy(padded[a0 : a0 + w, a1 : a1 + w, a2 : a2 + w].astype(np.float32))[None, None]
                 pred = sample(crop, q, "zeros").reshape(cells).double().numpy()
-                sl = tuple(slice(int(a * s), int(a * s) + c) for a, s, c in zip((a0, a1, a2), scales, cells))
+                firsts = [int(a * s) for a, s in zip((a0, a1, a2), scales, strict=True)]
+                sl = tuple(slice(f, f + c) for f, c in zip(firsts, cells, strict=True))
                 total[sl] += pred
                 count[sl] += 1
-    keep = tuple(slice(int(lo * s), int(lo * s) + int(n * s)) for (lo, _), n, s in zip(pads, vol.shape, scales))
+    keep = tuple(slice(int(lo * s), int(lo * s) + int(n * s))
+                 for (lo, _), n, s in zip(pads, vol.shape, scales, strict=True))
     return total[keep], count[keep]
 
 
