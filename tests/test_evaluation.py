@@ -73,8 +73,9 @@ def _save(path, data, zooms=(1.0, 1.0, 1.0)):
 
 
 def test_evaluate_cli_json(tmp_path):
-    from tumsyn_bids.cli.evaluate_cmd import evaluate
     import typer
+
+    from tumsyn_bids.cli.evaluate_cmd import evaluate
 
     app = typer.Typer()
     app.command()(evaluate)
@@ -91,8 +92,9 @@ def test_evaluate_cli_json(tmp_path):
 
 
 def test_evaluate_cli_grid_mismatch_is_one_line_error(tmp_path):
-    from tumsyn_bids.cli.evaluate_cmd import evaluate
     import typer
+
+    from tumsyn_bids.cli.evaluate_cmd import evaluate
 
     app = typer.Typer()
     app.command()(evaluate)
@@ -107,9 +109,9 @@ def test_evaluate_cli_grid_mismatch_is_one_line_error(tmp_path):
 
 def test_register_recovers_a_shifted_image(tmp_path):
     """REAL shifted by 2 voxels: without registration it scores badly, with antspyx rigid it improves."""
-    from tumsyn_bids.evaluation import evaluate_files
-
     from scipy.ndimage import gaussian_filter
+
+    from tumsyn_bids.evaluation import evaluate_files
 
     a = np.zeros((40, 40, 40), np.float32)
     a[10:30, 12:28, 11:29] = 1.0

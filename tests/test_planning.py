@@ -5,10 +5,10 @@ from __future__ import annotations
 import fixtures_bids as FX  # tests/ is on pytest's pythonpath
 import pytest
 
-from tumsyn_bids.config import Settings
-from tumsyn_bids.errors import DataError
 from tumsyn_bids.bids.validation import check_nifti
 from tumsyn_bids.cli.options import parse_source
+from tumsyn_bids.config import Settings
+from tumsyn_bids.errors import DataError
 from tumsyn_bids.planning import Plan, build_plan
 from tumsyn_bids.prompts import T2VAR, parse_prompt
 

@@ -193,7 +193,8 @@ def _same_number(a: object, b: object) -> bool:
         return False
 
 
-def rank_candidates(images: list["ImageRecord"], target: str, source_filters: dict | None = None) -> list["ImageRecord"]:
+def rank_candidates(images: list["ImageRecord"], target: str,
+                    source_filters: dict | None = None) -> list["ImageRecord"]:
     """Candidates in the order of the selection rule (module docstring)."""
     pool = [img for img in images if contrast_of(img) in WEIGHTING_AXIS]
     if source_filters:

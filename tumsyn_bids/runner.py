@@ -1,6 +1,6 @@
 """Run the participant and group levels: plan records, no-op check, the nipype run, summary, exit code.
 
-The CLI (:mod:`tumsyn_bids.cli.main`) builds :class:`~tumsyn_bids.config.Settings` and the plan
+The CLI (``tumsyn-bids``) builds :class:`~tumsyn_bids.config.Settings` and the plan
 and calls :func:`run_participant_level` or :func:`run_group_level`; both return an exit code
 (:class:`tumsyn_bids.errors.ExitCode`). A participant that fails does not stop the others (unless
 ``--stop-on-first-crash``); the run then exits 1 and names it in the summary.
@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tumsyn_bids.bids.derivatives import STALE_SHARED_TEMPORARY_S, remove_stale_temporaries  # noqa: F401
+from tumsyn_bids.bids.derivatives import STALE_SHARED_TEMPORARY_S, remove_stale_temporaries  # noqa: F401 (old path)
 from tumsyn_bids.errors import ExitCode
 from tumsyn_bids.workflows.execution import console as _console
 from tumsyn_bids.workflows.execution import ensure_dir as _ensure_dir

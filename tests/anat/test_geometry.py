@@ -115,6 +115,7 @@ def test_mask_and_synthetic_sidecars_record_the_repair(tmp_path):
     sidecar = json.loads(written.with_name("sub-01_desc-brain_mask.json").read_text())
     record = sidecar["SourceGeometry"]
     assert record["AffineFrom"] == "voxel sizes"
-    assert record["Repairs"][0].startswith("no sform or qform (both codes 0): orientation unknown; assumed 2 x 2 x 2 mm")
+    assert record["Repairs"][0].startswith(
+        "no sform or qform (both codes 0): orientation unknown; assumed 2 x 2 x 2 mm")
     assert np.allclose(nib.load(str(written)).affine, record["Affine"])  # the mask carries the assumed geometry
     assert source_geometry(_write(tmp_path / "fine.nii.gz")) == {}  # nothing recorded for a sound header

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -95,7 +94,8 @@ def test_map_names_keep_apart_the_targets_of_one_session():
     flair = bd.map_relpath("sub-01/anat/sub-01_T1w.nii.gz", "FLAIR", "T1")
     assert t2.as_posix() == "sub-01/anat/sub-01_desc-tumsynT2w_T1map.nii.gz"
     assert flair.name == "sub-01_desc-tumsynFLAIR_T1map.nii.gz"
-    assert bd.map_relpath("sub-01/anat/sub-01_T1w.nii.gz", "SWI", "T2star").name == "sub-01_desc-tumsynSWI_T2starmap.nii.gz"
+    swi = bd.map_relpath("sub-01/anat/sub-01_T1w.nii.gz", "SWI", "T2star")
+    assert swi.name == "sub-01_desc-tumsynSWI_T2starmap.nii.gz"
     with pytest.raises(ValueError):
         bd.map_relpath("sub-01/anat/sub-01_T1w.nii.gz", "T2w", "GdR1")
 

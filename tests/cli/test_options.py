@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -97,12 +98,14 @@ def test_settings_toml_round_trip(tmp_path):
         participant_labels=("01", "02"), bids_filters={"t1w": {"run": None, "acquisition": "*"}},
         plugin_settings={"plugin": "MultiProc", "plugin_args": {"n_procs": 2}}, targets=("T2w", "FLAIR"),
         voxel_size=(1.0, 1.0, 1.5), fa="T2var", tr=3000.0, weights=Path("/w.pt"), mem_mb=8192,
+        source=opt.parse_source('{"acq": "mprage", "run": 2, "echo": null}'),
     )
     path = settings.to_toml()
     assert path == tmp_path / settings.run_uuid / "config.toml"
     loaded = Settings.from_toml(path)
     assert loaded == settings and loaded.bids_filters["t1w"]["run"] is None
+    assert loaded.source.filters == {"acquisition": "mprage", "run": 2, "echo": None}  # typed --source survives
     assert not list(path.parent.glob(".*tmp"))  # atomic write leaves no temporary file
     assert settings.database_path == tmp_path / settings.run_uuid / "bids_db"
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         settings.targets = ("T1w",)  # frozen

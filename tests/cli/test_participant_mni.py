@@ -16,11 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fixtures_bids as fx
 import nibabel as nib
 import numpy as np
 import pytest
-
-import fixtures_bids as fx
 
 pytestmark = pytest.mark.slow
 

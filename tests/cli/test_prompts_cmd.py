@@ -42,7 +42,8 @@ def test_prompts_warns_about_implausible_and_missing_sidecars(make_ds, fx, tmp_p
     result = _invoke(ds, "--participant-label", "01")
     assert result.exit_code == 0, result.output
     assert f"tumsyn prompts: warning: {ds}/sub-01/anat/sub-01_T1w.nii.gz: no sidecar with acquisition" in result.output
-    ms = fx.make_dataset(tmp_path / "ms", {"sub-01/anat/sub-01_T1w.nii.gz": dict(fx.EYETRACKING_T1W, RepetitionTime=2300)})
+    ms = fx.make_dataset(tmp_path / "ms",
+                         {"sub-01/anat/sub-01_T1w.nii.gz": dict(fx.EYETRACKING_T1W, RepetitionTime=2300)})
     result = _invoke(ms)
     assert "sub-01_T1w.json: RepetitionTime 2300 is outside the plausible range 0.001-30 s" in result.output
     assert "(milliseconds instead of seconds?); treated as unknown (None in the prompt)" in result.output

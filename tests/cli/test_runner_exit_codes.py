@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 import fixtures_bids as fx
+import pytest
 
 T1 = dict(fx.EYETRACKING_T1W)
 

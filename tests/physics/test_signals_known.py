@@ -31,8 +31,10 @@ def test_te_term_is_exp_minus_te_over_t2star():
 
 def test_te_term_uses_t2star_not_t1():
     # changing T1 changes the steady state but not the TE ratio; changing T2* changes the ratio
-    r = [sig.spoiled_gradient_echo(1.0, t1, 40.0, 25.0, 12.0, 25.0) / sig.spoiled_gradient_echo(1.0, t1, 40.0, 25.0, 2.0, 25.0)
+    r = [sig.spoiled_gradient_echo(1.0, t1, 40.0, 25.0, 12.0, 25.0)
+         / sig.spoiled_gradient_echo(1.0, t1, 40.0, 25.0, 2.0, 25.0)
          for t1 in (600.0, 1400.0)]
     assert r[0] == pytest.approx(r[1], rel=1e-12) == pytest.approx(math.exp(-10.0 / 40.0), rel=1e-12)
-    shorter = sig.spoiled_gradient_echo(1.0, 600.0, 20.0, 25.0, 12.0, 25.0) / sig.spoiled_gradient_echo(1.0, 600.0, 20.0, 25.0, 2.0, 25.0)
+    shorter = (sig.spoiled_gradient_echo(1.0, 600.0, 20.0, 25.0, 12.0, 25.0)
+               / sig.spoiled_gradient_echo(1.0, 600.0, 20.0, 25.0, 2.0, 25.0))
     assert shorter == pytest.approx(math.exp(-10.0 / 20.0), rel=1e-12) and shorter < r[0]

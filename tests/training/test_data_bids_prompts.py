@@ -60,7 +60,7 @@ def test_training_prompts_equal_the_planned_source_prompts(tmp_path):
             trained[str(Path(files[image.contrast]).relative_to(bids))] = image.prompt
 
     assert trained == planned
-    for rel, (contrast, _, scanner, params) in CASES.items():
+    for rel, (_, _, scanner, params) in CASES.items():
         text = trained[rel]
         assert scanner in text, text
         assert text.endswith(params), text  # GE excitation TR -> None, first echo of a multi-echo list

@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tumsyn_bids.training.sampling import (Scale, cell_centres, crop, degrade, draw_scale, hr_shape,
-                                           make_pair_sample, sample_queries)
+from tumsyn_bids.training.sampling import (
+    Scale,
+    cell_centres,
+    crop,
+    degrade,
+    draw_scale,
+    hr_shape,
+    make_pair_sample,
+    sample_queries,
+)
 
 
 def test_cell_centres_are_symmetric_in_unit_cube():

@@ -8,7 +8,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-
 ANTS_SEED = 42
 
 
@@ -43,7 +42,7 @@ def rigid_resample(fixed: str | Path, moving: str | Path, *, images: tuple[str |
     todo = images or (moving,)
     interps = interpolators or tuple("linear" for _ in todo)
     out = []
-    for image, interp in zip(todo, interps):
+    for image, interp in zip(todo, interps, strict=True):
         moved = ants.apply_transforms(fixed=target, moving=_read(image), transformlist=reg["fwdtransforms"],
                                       interpolator=interp)
         out.append(moved.numpy())

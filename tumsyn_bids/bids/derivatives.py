@@ -40,7 +40,8 @@ ENTITY_ORDER: tuple[str, ...] = (
 # Entities of the source that survive into a synthetic image's name.
 KEPT_ENTITIES: frozenset[str] = frozenset({"sub", "ses", "run"})
 
-BIDSIGNORE_LINES: tuple[str, ...] = ("*.html", "logs", "sub-*/log", "sub-*/figures", "group_*")  # no trailing "/": the validator needs that
+# No trailing "/": the validator needs that.
+BIDSIGNORE_LINES: tuple[str, ...] = ("*.html", "logs", "sub-*/log", "sub-*/figures", "group_*")
 
 _ENTITY_RE = re.compile(r"^([a-zA-Z]+)-([a-zA-Z0-9]+)$")
 
@@ -463,7 +464,8 @@ def mask_sidecar(*, source_relpath: str | Path, method: str, extra: Mapping[str,
     """The JSON sidecar of a brain mask."""
     sidecar: dict[str, Any] = {
         "Type": "Brain",
-        "Description": f"Brain mask of {Path(source_relpath).name} ({method}); used to skull-strip the synthesis input.",
+        "Description": (f"Brain mask of {Path(source_relpath).name} ({method}); "
+                        "used to skull-strip the synthesis input."),
         "Sources": [raw_uri(source_relpath)],
         "SkullStripMethod": method,
         "SoftwareVersion": __version__,

@@ -15,7 +15,8 @@ def evaluate(
     synth: Annotated[Path, typer.Argument(help="Synthesized image (NIfTI); its grid is the reference.")],
     real: Annotated[Path, typer.Argument(help="Real acquisition of the same contrast (NIfTI).")],
     mask: Annotated[Optional[Path], typer.Option("--mask", help="Brain mask on the SYNTH grid.")] = None,
-    register: Annotated[bool, typer.Option("--register", help="Rigidly register REAL to SYNTH first (antspyx).")] = False,
+    register: Annotated[bool, typer.Option(
+        "--register", help="Rigidly register REAL to SYNTH first (antspyx).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Fidelity of a synthesized image: PSNR, SSIM, MAE on percentile-normalised [0,1] intensities."""

@@ -58,7 +58,8 @@ def run_app(
     output_dir: Path = typer.Argument(..., help="Where derivatives go, e.g. BIDS_DIR/derivatives/tumsyn."),
     analysis_level: AnalysisLevel = typer.Argument(..., help="participant: synthesize; group: aggregate QC."),
     participant_label: Optional[list[str]] = typer.Option(
-        None, "--participant-label", "--participant_label", "--participant-labels", "--participant_labels", metavar="LABEL",
+        None, "--participant-label", "--participant_label", "--participant-labels", "--participant_labels",
+        metavar="LABEL",
         help="Participant label(s), with or without 'sub-' (several after one flag). Default: all.",
         rich_help_panel=_BIDS),
     session_label: Optional[list[str]] = typer.Option(
@@ -66,7 +67,8 @@ def run_app(
         help="Session label(s), with or without 'ses-'. Default: all.", rich_help_panel=_BIDS),
     bids_filter_file: Optional[Path] = typer.Option(
         None, "--bids-filter-file", "--bids_filter_file", metavar="FILE",
-        help='JSON {query: {entity: value}}, queries t1w,t2w,flair,pdw,t2starw,swi,anat; null = entity absent, "*" = any.',
+        help='JSON {query: {entity: value}}, queries t1w,t2w,flair,pdw,t2starw,swi,anat; '
+             'null = entity absent, "*" = any.',
         rich_help_panel=_BIDS),
     skip_bids_validation: bool = typer.Option(
         False, "--skip-bids-validation", "--skip_bids_validation", "--skip_bids_validator",
@@ -85,7 +87,8 @@ def run_app(
         None, "--nprocs", "--nthreads", "--n-cpus", "--n_cpus", min=1, metavar="N",
         help="Maximum number of parallel processes (default: all CPUs).", rich_help_panel=_PERF),
     omp_nthreads: Optional[int] = typer.Option(
-        None, "--omp-nthreads", "--omp_nthreads", min=1, metavar="N", help="Threads per process.", rich_help_panel=_PERF),
+        None, "--omp-nthreads", "--omp_nthreads", min=1, metavar="N", help="Threads per process.",
+        rich_help_panel=_PERF),
     mem: Optional[str] = typer.Option(
         None, "--mem", "--mem-mb", "--mem_mb", metavar="SIZE",
         help="Memory limit; megabytes unless suffixed (8000, 8000M, 8G).", rich_help_panel=_PERF),
@@ -117,12 +120,15 @@ def run_app(
     fa: Optional[str] = typer.Option(None, "--fa", metavar="DEG", help="Target flip angle in degrees, or T2var.",
                                      rich_help_panel=_SYN),
     field_strength: Optional[float] = typer.Option(
-        None, "--field-strength", metavar="TESLA", help="Field strength in tesla for the prompt (default: source sidecar).",
+        None, "--field-strength", metavar="TESLA",
+        help="Field strength in tesla for the prompt (default: source sidecar).",
         rich_help_panel=_SYN),
-    vendor: Optional[str] = typer.Option(None, "--vendor", metavar="NAME", help="Scanner vendor for the prompt (Siemens, GE, Philips).",
+    vendor: Optional[str] = typer.Option(None, "--vendor", metavar="NAME",
+                                         help="Scanner vendor for the prompt (Siemens, GE, Philips).",
                                          rich_help_panel=_SYN),
     device: Device = typer.Option(Device.auto, "--device", help="Where the network runs.", rich_help_panel=_SYN),
-    model: str = typer.Option("tumsyn-small", "--model", metavar="NAME", help="Model name in the registry.", rich_help_panel=_SYN),
+    model: str = typer.Option("tumsyn-small", "--model", metavar="NAME", help="Model name in the registry.",
+                              rich_help_panel=_SYN),
     weights: Optional[Path] = typer.Option(None, "--weights", metavar="PATH",
                                            help="Checkpoint file, a folder with the published pair, or SYNTH:STAGE1.",
                                            rich_help_panel=_SYN),
@@ -330,7 +336,7 @@ def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type,
         pass
     return (
         tuple(m.UsageError for m in modules),
-        (typer.Abort,) + tuple(getattr(m, "Abort") for m in modules if hasattr(m, "Abort")),
+        (typer.Abort,) + tuple(m.Abort for m in modules if hasattr(m, "Abort")),
         tuple(m.ClickException for m in modules),
     )
 

@@ -13,20 +13,29 @@ from tumsyn_bids.errors import TumsynError
 
 
 def train(
-    bids_dir: Annotated[Optional[Path], typer.Argument(help="BIDS dataset with paired contrasts (omit to train on simulated data).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Training config (.yaml/.yml/.toml).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: checkpoints, loss logs, model.pt, training.json.")] = Path("tumsyn_train"),
+    bids_dir: Annotated[Optional[Path], typer.Argument(
+        help="BIDS dataset with paired contrasts (omit to train on simulated data).")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", "-c", help="Training config (.yaml/.yml/.toml).")] = None,
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Output folder: checkpoints, loss logs, model.pt, training.json.")] = Path("tumsyn_train"),
     stage: Annotated[str, typer.Option("--stage", help="Which stages to run: 1, 2 or all.")] = "all",
-    steps: Annotated[Optional[int], typer.Option("--steps", min=0, help="Total stage-2 steps (overrides the config).")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", min=0, help="Total stage-2 steps (overrides the config).")] = None,
     stage1_steps: Annotated[Optional[int], typer.Option("--stage1-steps", min=0, help="Total stage-1 steps.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoints in --out.")] = False,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="tumsyn-small (physics-structured, default without BIDS_DIR) or lccd-small (two-stage TUMSyn recipe, default with BIDS_DIR).")] = None,
-    patch_size: Annotated[int, typer.Option("--patch-size", min=8, help="tumsyn-small: training patch edge (voxels, multiple of 8).")] = 48,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", help="tumsyn-small (physics-structured, default without BIDS_DIR) or lccd-small (two-stage "
+                        "TUMSyn recipe, default with BIDS_DIR).")] = None,
+    patch_size: Annotated[int, typer.Option(
+        "--patch-size", min=8, help="tumsyn-small: training patch edge (voxels, multiple of 8).")] = 48,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="tumsyn-small: patches per step.")] = 2,
-    participant_label: Annotated[Optional[list[str]], typer.Option("--participant-label", help="Subjects to use.")] = None,
+    participant_label: Annotated[Optional[list[str]], typer.Option(
+        "--participant-label", help="Subjects to use.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for torch.")] = None,
-    labelmaps: Annotated[Optional[list[Path]], typer.Option("--labelmaps", help="Label maps (files or folders) for simulated training.")] = None,
+    labelmaps: Annotated[Optional[list[Path]], typer.Option(
+        "--labelmaps", help="Label maps (files or folders) for simulated training.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Train tumsyn (text encoder, then synthesis net) from a config and/or a BIDS dataset."""

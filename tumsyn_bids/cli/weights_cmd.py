@@ -161,6 +161,7 @@ def _add_checks(rows: list[dict[str, Any]]) -> None:
             continue
         try:
             bundle = load_model(row["model"], weights=row["location"])
-            row["check"] = f"ok: {bundle.name}, {bundle.parameter_count:,} synthesis parameters, axis order {bundle.axis_order}"
+            row["check"] = (f"ok: {bundle.name}, {bundle.parameter_count:,} synthesis parameters, "
+                            f"axis order {bundle.axis_order}")
         except TumsynError as exc:
             row["check"] = f"unusable: {exc}"

@@ -50,7 +50,8 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any
         found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(exc), re.IGNORECASE)
         if found:
             raise DataError(
-                f"refused to load: the file needs code to run ({found.group(1)}); only plain weights files are accepted",
+                f"refused to load: the file needs code to run ({found.group(1)}); "
+                "only plain weights files are accepted",
                 path=path,
             ) from None
         raise DataError("cannot read checkpoint (truncated or corrupt?): not a torch weights file", path=path) from None
@@ -77,7 +78,8 @@ def describe_key_mismatch(model: nn.Module, state: Mapping[str, Any]) -> str | N
     return "; ".join(parts) or None
 
 
-def load_state_strict(model: nn.Module, state: Mapping[str, Any], what: str = "model", path: str | Path | None = None) -> None:
+def load_state_strict(model: nn.Module, state: Mapping[str, Any], what: str = "model",
+                      path: str | Path | None = None) -> None:
     """``load_state_dict(strict=True)`` with a one-line DataError naming what does not match."""
     problem = describe_key_mismatch(model, state)
     if problem:

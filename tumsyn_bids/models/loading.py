@@ -27,13 +27,13 @@ from tumsyn_bids.models.checkpoint import (
     load_state_strict,
     safe_load,
 )
-from tumsyn_bids.models.locations import sha256_file
 from tumsyn_bids.models.configs import ModelConfig, PhysicsModelConfig, get_config
 from tumsyn_bids.models.locations import (  # noqa: F401  (re-exported)
     ENV_WEIGHTS,
     WeightsArg,
     as_location,
     bundled_weights_path,
+    sha256_file,
     split_location,
     weights_candidates,
 )
@@ -105,7 +105,8 @@ class ModelBundle:
         return sum(p.numel() for p in self.net.parameters())
 
 
-def load_model(model: str = "tumsyn-small", weights: WeightsArg = None, device: str | torch.device = "cpu") -> ModelBundle:
+def load_model(model: str = "tumsyn-small", weights: WeightsArg = None,
+               device: str | torch.device = "cpu") -> ModelBundle:
     """Load ``model`` from the first weights location in the search order (see module docstring)."""
     cfg = get_config(model)
     source, location = weights_candidates(model, weights, bundled=bundled_weights_path(model))[0]
@@ -132,7 +133,8 @@ def load_weights_files(paths: Sequence[Path], cfg: ModelConfig | None = None) ->
         kind = checkpoint_kind(obj)
         if kind != "native":
             what = {"official-synthesis": "a published synthesis file: give its stage-1 file too",
-                    "official-stage1": "a published stage-1 file: give its synthesis file too"}.get(kind, "not a tumsyn checkpoint")
+                    "official-stage1": "a published stage-1 file: give its synthesis file too",
+                    }.get(kind, "not a tumsyn checkpoint")
             raise DataError(what, path=path)
         try:
             return bundle_from_native(obj, path=path, sha256=sha256_file(path))
@@ -150,7 +152,8 @@ def load_weights_files(paths: Sequence[Path], cfg: ModelConfig | None = None) ->
 def bundle_from_native(obj: dict[str, Any], path: str | Path | None = None, sha256: str = "") -> ModelBundle:
     """Build the bundle a native checkpoint dict describes and load its weights strictly."""
     if int(obj.get("version", 0)) > NATIVE_VERSION:
-        raise DataError(f"checkpoint version {obj.get('version')} is newer than this software ({NATIVE_VERSION})", path=path)
+        raise DataError(f"checkpoint version {obj.get('version')} is newer than this software ({NATIVE_VERSION})",
+                        path=path)
     spec = obj.get("spec") or {}
     try:
         text_spec, synth_spec = spec["text_encoder"], spec["synthesis"]
@@ -251,7 +254,8 @@ def convert_official(weights: WeightsArg, out: str | Path) -> str:
     if len(paths) == 1 and paths[0].is_dir():
         paths = sorted(p for p in paths[0].iterdir() if p.suffix in (".pt", ".pth") and p.is_file())
     if len(paths) != 2:
-        raise DataError("expected the two published files (a folder holding them or PATH1:PATH2)", path=as_location(weights))
+        raise DataError("expected the two published files (a folder holding them or PATH1:PATH2)",
+                        path=as_location(weights))
     bundle = load_official_pair(*paths)
     spec = dict(bundle.spec)
     spec["training"] = dict(spec["training"], converted_from_sha256=bundle.sha256)
@@ -273,7 +277,8 @@ def physics_spec(model: str, synthesis_args: dict[str, Any], window: int = 64) -
     }
 
 
-def build_networks(config: str | ModelConfig | PhysicsModelConfig = "tumsyn-small") -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+def build_networks(config: str | ModelConfig | PhysicsModelConfig = "tumsyn-small"
+                   ) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
     """Randomly initialised networks (prompt encoder, synthesis net) of a named configuration and their spec."""
     cfg = get_config(config) if isinstance(config, str) else config
     if isinstance(cfg, PhysicsModelConfig):

@@ -96,7 +96,7 @@ def load_session(session: SessionImages, crop_margin: int = 4) -> PoolSubject:
         prompts.append(session_prompt(session, contrast, voxel))
     mask = np.any(np.stack(arrays) > 0, axis=0)
     arrays, mask = crop_to_mask(arrays, mask, crop_margin)
-    images = [PoolImage(c, a, p) for c, a, p in zip(order, arrays, prompts)]
+    images = [PoolImage(c, a, p) for c, a, p in zip(order, arrays, prompts, strict=True)]
     name = f"sub-{session.subject}" + (f"_ses-{session.session}" if session.session else "")
     return PoolSubject(name, images, mask, {"files": {c: str(p) for c, p in session.files.items()}})
 

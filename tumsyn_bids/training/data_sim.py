@@ -63,7 +63,7 @@ def cropped_phantom(source: str):
     where = np.argwhere(phantom.brain_mask)
     lo = np.maximum(where.min(0) - PHANTOM_MARGIN, 0)
     hi = np.minimum(where.max(0) + PHANTOM_MARGIN + 1, phantom.shape)
-    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     affine = phantom.affine.copy()
     affine[:3, 3] += affine[:3, :3] @ lo.astype(float)
     changes: dict[str, Any] = {"brain_mask": np.ascontiguousarray(phantom.brain_mask[sl]), "affine": affine}
@@ -158,7 +158,7 @@ class SimulatedSubjects:
         mask = next(iter(sims.values())).mask
         arrays = [normalize_random_background(s.data, mask, rng if jitter else None) for s in sims.values()]
         arrays, mask = crop_to_mask(arrays, mask, self.cfg.crop_margin)
-        images = [PoolImage(s.contrast, a, s.prompt.text()) for s, a in zip(sims.values(), arrays)]
+        images = [PoolImage(s.contrast, a, s.prompt.text()) for s, a in zip(sims.values(), arrays, strict=True)]
         return PoolSubject(stem(source) if source != MNI else MNI, images, mask, {"field_strength": fs})
 
     def training_contrasts(self, rng: np.random.Generator) -> list[str]:

@@ -34,7 +34,7 @@ def crop_to_mask(arrays: list[np.ndarray], mask: np.ndarray, margin: int) -> tup
         return arrays, mask
     lo = np.maximum(where.min(0) - margin, 0)
     hi = np.minimum(where.max(0) + margin + 1, mask.shape)
-    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     return [np.ascontiguousarray(a[sl]) for a in arrays], np.ascontiguousarray(mask[sl])
 
 

@@ -61,9 +61,9 @@ def run_training(cfg: TrainConfig, out_dir: Path, *, stages: tuple[int, ...] = (
     """Train, then write ``model.pt`` (native checkpoint) and ``training.json`` in ``out_dir``."""
     import torch
 
+    from tumsyn_bids.atomic import atomic_write_text
     from tumsyn_bids.models.checkpoint import save_native
     from tumsyn_bids.models.loading import make_random_bundle
-    from tumsyn_bids.atomic import atomic_write_text
     from tumsyn_bids.training.loop import load_checkpoint, seed_everything
     from tumsyn_bids.training.stage1 import train_stage1, zero_shot_accuracy
     from tumsyn_bids.training.stage2 import train_stage2

@@ -47,14 +47,14 @@ def random_corner(shape: tuple[int, ...], size: tuple[int, ...], rng: np.random.
     if mask is not None and np.any(mask):
         idx = np.flatnonzero(mask)
         centre = np.unravel_index(idx[int(rng.integers(idx.size))], shape)
-        return tuple(int(np.clip(c - s // 2, 0, max(n - s, 0))) for c, s, n in zip(centre, size, shape))
-    return tuple(int(rng.integers(max(n - s, 0) + 1)) for s, n in zip(size, shape))
+        return tuple(int(np.clip(c - s // 2, 0, max(n - s, 0))) for c, s, n in zip(centre, size, shape, strict=True))
+    return tuple(int(rng.integers(max(n - s, 0) + 1)) for s, n in zip(size, shape, strict=True))
 
 
 def crop(volume: np.ndarray, corner: tuple[int, ...], size: tuple[int, ...]) -> np.ndarray:
     """Window of ``size`` at ``corner``, zero-padded where it leaves the volume."""
     out = np.zeros(size, dtype=np.float32)
-    src = tuple(slice(c, min(c + s, n)) for c, s, n in zip(corner, size, volume.shape))
+    src = tuple(slice(c, min(c + s, n)) for c, s, n in zip(corner, size, volume.shape, strict=True))
     dst = tuple(slice(0, sl.stop - sl.start) for sl in src)
     out[dst] = volume[src]
     return out

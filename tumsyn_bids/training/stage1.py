@@ -37,7 +37,7 @@ class ImageTower(nn.Module):
         super().__init__()
         chans = [1, width, 2 * width, 4 * width, 8 * width]
         blocks: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:]):
+        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
             blocks += [nn.Conv3d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(4, cout), nn.GELU()]
         self.body = nn.Sequential(*blocks)
         self.proj = nn.Linear(chans[-1], embed_dim)

@@ -37,7 +37,7 @@ class PromptCache:
         missing = sorted({p for p in prompts if p not in self._cache})
         if missing:
             feats = self.encoder(tokenize(missing).to(self.device)).float()
-            self._cache.update(zip(missing, feats))
+            self._cache.update(zip(missing, feats, strict=True))
         return torch.stack([self._cache[p] for p in prompts])
 
 

@@ -10,8 +10,8 @@ from nipype.pipeline import engine as pe
 
 from tumsyn_bids import __version__
 from tumsyn_bids.bids.derivatives import TISSUE_MAPS
-from tumsyn_bids.workflows.jobs import Job, RunOptions
 from tumsyn_bids.workflows.anatomical import init_anat_wf
+from tumsyn_bids.workflows.jobs import Job, RunOptions
 from tumsyn_bids.workflows.synthesis import init_outputs_wf, init_synthesis_wf
 
 if TYPE_CHECKING:  # pragma: no cover

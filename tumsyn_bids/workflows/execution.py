@@ -163,7 +163,8 @@ def count_work_nodes(workflow, prefix: str) -> int:
 
 
 _TUMSYN_ERRORS = {"TumsynError", "UsageError", "DataError", "NoInputError", "OutputError", "DeviceError"}
-_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?(?P<cls>[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)): ?(?P<text>.*)$")
+_EXCEPTION_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w.]*\.)?(?P<cls>[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)): ?(?P<text>.*)$")
 
 
 def failure_message(crash_line: str, source: str | Path | None) -> str:
