@@ -57,6 +57,9 @@ def test_render_maps_matches_the_class_renderer(contrast):
     got = th_sig.render_maps(protocol, _t(props.pd), _t(props.t1), _t(props.t2), _t(props.t2s),
                              gd_r1=_t(gd_r1), susceptibility=_t(props.susceptibility), contrast=contrast).numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-9)
+    numpy_route = np_sig.contrast_signal(protocol, props.pd, props.t1, props.t2, props.t2s, gd_r1=gd_r1,
+                                         susceptibility=props.susceptibility, contrast=contrast)
+    np.testing.assert_allclose(numpy_route, ref, rtol=1e-12)  # the shared T1CE/SWI step, numpy equations
     if contrast == "T1CE":  # enhancement really happened where gadolinium is
         plain = th_sig.sequence_signal(protocol, _t(props.pd), _t(props.t1), _t(props.t2), _t(props.t2s)).numpy()
         assert got[3] > plain[3] * 1.2 and got[0] == pytest.approx(plain[0])
