@@ -3,9 +3,11 @@
 - :func:`load_labelmap_phantom` reads a FreeSurfer/SynthSeg-style label map (unknown labels go
   to a logged fallback class).
 - :func:`mni_phantom` builds a head from the ICBM152 2009 GM/WM maps that ship in the nilearn
-  wheel (no download): CSF is the intracranial space not taken by GM/WM, and a simple
-  extra-cerebral layer (dura, skull, scalp fat, skin/muscle) is added as soft shells by distance
-  from the intracranial surface, so that not everything is brain.
+  wheel (no download), shrunk to an average adult size: CSF is the intracranial space not taken
+  by GM/WM, and :func:`head_labels` adds a head around it (dura, two tables of cortical bone
+  around the diploe, galea and temporalis, subcutaneous fat, skin, face with orbits, globes,
+  optic nerves and air sinuses, neck with the cervical spine and cord), so that deepbet and the
+  reports see something that looks like a head. Label maps are read as they are (no head added).
 """
 
 from __future__ import annotations
@@ -136,14 +138,49 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- MNI phantom
 
-# Shells outside the intracranial surface (mm): (class, kind, inner, outer).
-_SHELLS = (
-    ("dura", "dura", 0.0, 1.5),
-    ("skull", "bone", 1.5, 7.0),
-    ("scalp_fat", "fat", 7.0, 11.0),
-    ("skin_muscle", "muscle", 11.0, 13.5),
+# The MNI152 head is larger than an average adult's (its intracranial volume is ~1.95 L here; adult
+# total intracranial volume is ~1.2-1.8 L, mean ~1.5 L: Buckner et al., NeuroImage 2004; Malone et
+# al., NeuroImage 2015), so the template is shrunk about the anterior commissure by this factor
+# (1.95 L x 0.92^3 = 1.52 L). The random affine of each simulated subject adds +-8 % per axis.
+MNI_SCALE = 0.92
+# Field of view of the phantom in (scaled) MNI world mm, voxel centres: the head with the face and
+# the neck down to about C2 (a sagittal 3D T1w field of view centred on the brain).
+_FOV_MM = ((-94.0, 94.0), (-118.0, 106.0), (-110.0, 98.0))
+
+# Layers outside the intracranial surface, by distance from it (mm). Adult calvarium: ~6-7 mm,
+# two tables of cortical bone ~1.5 mm each around the diploe (Lynnerup et al., Forensic Sci Int
+# 2005, mean frontal/parietal thickness 6-7 mm; Law, AJNR 1993). Dura ~1 mm. Subarachnoid CSF
+# over the convexity ~1-3 mm: the template's own brain mask ends at the pial surface plus about
+# 1 mm, so 1 mm of CSF is added (more CSF would inflate the intracranial volume).
+_SUBARACHNOID_MM = 1.0
+_DURA_MM = 1.0
+_INNER_TABLE_MM = 1.5
+_DIPLOE_MM = 2.5
+_OUTER_TABLE_MM = 1.5
+# Scalp (outside the outer table): galea/periosteum ~1 mm (soft tissue), subcutaneous fat ~3-4 mm,
+# skin ~2 mm; total scalp ~5-7 mm over the vertex (Hori et al., Surg Radiol Anat 1972 as used by
+# scalp-thickness studies; Chauvet et al., Clin Anat 2010). Temporalis muscle adds up to ~8 mm over
+# the temporal squama.
+_GALEA_MM = 1.0
+_SCALP_FAT_MM = 3.5
+_SKIN_MM = 2.0
+_TEMPORALIS_MM = 8.0
+# Eyes: globe diameter ~24 mm (Bekerman et al., J Ophthalmol 2014), interpupillary distance ~62 mm;
+# optic nerve with its sheath ~5-6 mm across in the orbit (Lagreze et al., IOVS 2009).
+_GLOBE_RADIUS_MM = 12.0
+_EYE_X_MM = 31.0
+_NERVE_RADIUS_MM = 2.5
+# Cervical spine: canal ~14 mm across (cord ~9 mm, CSF around), vertebral body ~16 mm across.
+_CANAL_RADIUS_MM = 7.5
+_CORD_RADIUS_MM = 4.5
+
+# Classes of the demo head, after wm, gm, csf: (class name, tissue kind).
+HEAD_CLASSES: tuple[tuple[str, str], ...] = (
+    ("dura", "dura"), ("skull", "bone"), ("diploe", "marrow"), ("scalp_fat", "fat"),
+    ("skin_muscle", "muscle"), ("eye", "eye"), ("nerve", "nerve"),
 )
-_PAD_MM = 16.0
+_AIR, _WM, _GM, _CSF = -1, 0, 1, 2  # label values of the extra-cerebral label volume (>= 3: HEAD_CLASSES)
+_DURA, _BONE, _MARROW, _FAT, _SOFT, _EYE, _NERVE = range(3, 10)
 
 
 _NILEARN_FILES = {
@@ -178,6 +215,156 @@ def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
     return a.reshape(shape[0] // f, f, shape[1] // f, f, shape[2] // f, f).mean(axis=(1, 3, 5))
 
 
+def _scaled_template_maps() -> tuple[list[np.ndarray], np.ndarray]:
+    """GM, WM, T1 template maps (0-1) shrunk by :data:`MNI_SCALE` onto the 1 mm :data:`_FOV_MM` grid."""
+    from scipy import ndimage
+
+    imgs = [_nilearn_map(kind) for kind in ("gm", "wm", "t1")]
+    src = imgs[0].affine
+    if not np.allclose(src[:3, :3], np.diag(np.diag(src[:3, :3]))):
+        raise ValueError("the nilearn MNI152 maps are expected on an axis-aligned grid")
+    lo = np.array([a for a, _ in _FOV_MM])
+    shape = tuple(int(round(b - a)) + 1 for a, b in _FOV_MM)
+    affine = np.eye(4)
+    affine[:3, 3] = lo
+    # output voxel v (world lo + v) samples the template at world (lo + v) / scale
+    zooms = np.diag(src[:3, :3])
+    matrix = 1.0 / (MNI_SCALE * zooms)
+    offset = (lo / MNI_SCALE - src[:3, 3]) / zooms
+    maps = []
+    for img in imgs:
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+        data /= max(float(data.max()), 1e-6)  # stored as 0-255: probabilities in [0, 1]
+        maps.append(ndimage.affine_transform(data, np.diag(matrix), offset, output_shape=shape, order=1,
+                                             mode="constant", cval=0.0).astype(np.float32))
+    return maps, affine
+
+
+def _world_grid(shape: tuple[int, int, int], affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Open (broadcastable) world x, y, z coordinates of an axis-aligned grid."""
+    axes = [affine[i, 3] + affine[i, i] * np.arange(n, dtype=np.float32) for i, n in enumerate(shape)]
+    return (axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :])
+
+
+def _ellipsoid(xyz, centre, radii) -> np.ndarray:
+    x, y, z = xyz
+    return (((x - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2
+            + ((z - centre[2]) / radii[2]) ** 2) <= 1.0
+
+
+def _segment_distance(xyz, a, b) -> np.ndarray:
+    """Distance (mm) of every grid point from the segment a-b."""
+    x, y, z = xyz
+    a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+    d = b - a
+    t = np.clip(((x - a[0]) * d[0] + (y - a[1]) * d[1] + (z - a[2]) * d[2]) / float(d @ d), 0, 1)
+    return np.sqrt((x - a[0] - t * d[0]) ** 2 + (y - a[1] - t * d[1]) ** 2 + (z - a[2] - t * d[2]) ** 2)
+
+
+def head_labels(icv: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Extra-cerebral tissue labels (int8; -1 air, 3.. :data:`HEAD_CLASSES`) around an intracranial mask.
+
+    ``icv`` is the intracranial space (brain + CSF) on an axis-aligned 1 mm grid in (scaled) MNI
+    world mm. Built from distances to the intracranial surface (dura, inner table, diploe, outer
+    table, galea, temporalis) and to the head's surface (skin, subcutaneous fat), plus the face
+    and neck below the brain: orbits with globes, orbital fat and optic nerves; nasal cavity,
+    maxillary sinuses and pharynx (air, walled by bone); cervical spine (vertebral bodies of
+    marrow in cortical bone, canal of CSF around the cord); muscle elsewhere. Voxels inside
+    ``icv`` are left at -1 (brain tissue comes from the template maps).
+    """
+    from scipy import ndimage
+
+    shape = icv.shape
+    xyz = _world_grid(shape, affine)
+    x, y, z = xyz
+    d = ndimage.distance_transform_edt(~icv).astype(np.float32)  # mm outside the intracranial surface
+    where = np.argwhere(icv)
+    world = where + affine[:3, 3]
+    zmin = float(world[:, 2].min())
+    # Anchors read from the brain itself: the medulla at the bottom of the intracranial space and the
+    # frontal pole above the orbits.
+    low = world[world[:, 2] <= zmin + 6]
+    low = low[np.abs(low[:, 0]) < 15]
+    y_cord = float(np.median(low[:, 1])) if len(low) else -35.0
+    frontal = world[(np.abs(np.abs(world[:, 0]) - _EYE_X_MM) < 6) & (world[:, 2] < 0)]
+    y_front = float(frontal[:, 1].max()) if len(frontal) else 60.0
+    # Globes: 8 mm behind the frontal pole, as high as the orbital roof allows (>= 6 mm of dura and
+    # bone between globe and intracranial space).
+    y_eye = y_front - 8.0
+    z_eye = -20.0
+    for z_try in np.arange(-10.0, -70.0, -1.0):
+        centre = np.round(np.array([_EYE_X_MM, y_eye, z_try]) - affine[:3, 3]).astype(int)
+        if not all(0 <= c < n for c, n in zip(centre, shape)):
+            continue
+        if d[tuple(centre)] >= _GLOBE_RADIUS_MM + 6.0:
+            z_eye = float(z_try)
+            break
+
+    skull_out = _DURA_MM + _INNER_TABLE_MM + _DIPLOE_MM + _OUTER_TABLE_MM
+    # Temporalis: up to _TEMPORALIS_MM over the temporal squama, tapering off.
+    temporalis = (_TEMPORALIS_MM * np.clip((np.abs(x) - 40.0) / 20.0, 0, 1)
+                  * np.clip(1 - np.abs(z - 5.0) / 35.0, 0, 1) * np.clip(1 - np.abs(y + 5.0) / 45.0, 0, 1))
+    cranium = d <= skull_out + _GALEA_MM + temporalis + _SCALP_FAT_MM + _SKIN_MM
+    # Face and neck (solids, then the skin and fat follow their surface).
+    face = (_ellipsoid(xyz, (0, y_eye - 30, z_eye - 22), (64, 46, 50))
+            | _ellipsoid(xyz, (0, y_eye + 12, z_eye - 24), (11, 18, 20))  # nose
+            | _ellipsoid(xyz, (0, y_eye - 32, z_eye - 62), (50, 40, 30)))  # jaw
+    neck = (((x / 54.0) ** 2 + ((y - y_cord - 6.0) / 50.0) ** 2) <= 1.0) & (z <= zmin + 30)
+    head = cranium | face | neck
+    pad = 5  # close on a padded copy: the neck leaves through the bottom of the field of view
+    head = ndimage.binary_closing(np.pad(head, pad, mode="edge"), iterations=4,
+                                  structure=ndimage.generate_binary_structure(3, 1))[pad:-pad, pad:-pad, pad:-pad]
+    head = ndimage.binary_fill_holes(head)
+    e = ndimage.distance_transform_edt(head).astype(np.float32)  # mm inside the head's surface
+
+    labels = np.full(shape, _AIR, dtype=np.int8)
+    labels[head] = _SOFT  # muscle and other soft tissue by default
+    # Spine: vertebral bodies and posterior arches (marrow in a cortical shell), canal, cord.
+    below = z <= zmin + 8
+    r_canal = np.sqrt(x ** 2 + (y - y_cord) ** 2)
+    body = (((x / 9.0) ** 2 + ((y - y_cord - 17.0) / 8.0) ** 2) <= 1) & (z <= zmin - 4)
+    arch = (((x / 14.0) ** 2 + ((y - y_cord + 2.0) / 12.0) ** 2) <= 1) & (z <= zmin - 4) & ~(r_canal <= _CANAL_RADIUS_MM)
+    spine_bone = ndimage.binary_dilation(body | arch) & head
+    labels[spine_bone] = _BONE
+    labels[(body | arch) & head] = _MARROW
+    # Air: nasal cavity, maxillary sinuses, pharynx, each walled by 1.5 mm of bone.
+    air = (_ellipsoid(xyz, (0, y_eye - 12, z_eye - 18), (9, 26, 20))
+           | _ellipsoid(xyz, (22, y_eye - 8, z_eye - 26), (11, 15, 12))
+           | _ellipsoid(xyz, (-22, y_eye - 8, z_eye - 26), (11, 15, 12))
+           | ((((x / 12.0) ** 2 + ((y - y_cord - 36.0) / 7.0) ** 2) <= 1) & (z <= z_eye - 30)))
+    air &= head & (e > _SKIN_MM + 1.0)
+    walls = ndimage.binary_dilation(air, iterations=2) & head & ~air
+    labels[walls] = _BONE
+    labels[air] = _AIR
+    # Orbits: fat around the globe back to the apex, bony walls; the globe; the optic nerve.
+    for side in (1.0, -1.0):
+        cx = side * _EYE_X_MM
+        orbit = _ellipsoid(xyz, (side * 29.0, y_eye - 8.0, z_eye), (17, 24, 17)) & (y <= y_eye + 10.0)
+        orbit_walls = ndimage.binary_dilation(orbit, iterations=2) & ~orbit & (y <= y_eye + 6.0)
+        labels[orbit_walls & head] = _BONE
+        labels[orbit & head] = _FAT
+        nerve = _segment_distance(xyz, (cx, y_eye - _GLOBE_RADIUS_MM + 1.0, z_eye),
+                                  (side * 12.0, y_eye - 36.0, z_eye + 6.0)) <= _NERVE_RADIUS_MM
+        labels[nerve & head] = _NERVE
+        labels[_ellipsoid(xyz, (cx, y_eye, z_eye), (_GLOBE_RADIUS_MM,) * 3)] = _EYE
+    # Skin and subcutaneous fat follow the head's surface (over the face and neck too).
+    labels[head & (e <= _SKIN_MM + _SCALP_FAT_MM) & (labels == _SOFT)] = _FAT
+    labels[head & (e <= _SKIN_MM) & (labels != _EYE)] = _SOFT
+    # Cranial layers by distance from the intracranial surface (the skull base included).
+    t = 0.0
+    for label, thick in ((_DURA, _DURA_MM), (_BONE, _INNER_TABLE_MM), (_MARROW, _DIPLOE_MM),
+                         (_BONE, _OUTER_TABLE_MM)):
+        shell = (d > t) & (d <= t + thick)
+        labels[shell] = label
+        t += thick
+    # The foramen magnum: the canal runs from the medulla down through the skull base.
+    canal = below & (r_canal <= _CANAL_RADIUS_MM)
+    labels[canal & ~icv] = _CSF
+    labels[canal & ~icv & (r_canal <= _CORD_RADIUS_MM)] = _NERVE
+    labels[icv] = _AIR
+    return labels
+
+
 @functools.lru_cache(maxsize=4)
 def _mni_phantom_cached(voxel_size: float) -> Phantom:
     from scipy import ndimage
@@ -185,34 +372,12 @@ def _mni_phantom_cached(voxel_size: float) -> Phantom:
     base = 1 if voxel_size < 2.0 else 2
     if not np.isclose(voxel_size, base):
         return resample_phantom(_mni_phantom_cached(float(base)), voxel_size)
-    # The wheel stores the maps at 1 mm; nilearn's own 2 mm resampling is slow, block-average instead.
-    imgs = [_nilearn_map(kind) for kind in ("gm", "wm", "t1")]
-    gm_img = imgs[0]
-    maps1 = [np.asarray(img.get_fdata(dtype=np.float32)) for img in imgs]
-    maps1 = [a / max(float(a.max()), 1e-6) for a in maps1]  # stored as 0-255: probabilities in [0, 1]
-    affine = gm_img.affine.copy()
-    pad1 = int(_PAD_MM)
-    maps1 = [np.pad(a, pad1) for a in maps1]
-    affine[:3, 3] -= affine[:3, :3] @ np.full(3, pad1)
-    maps2 = [_block_mean(a, 2) for a in maps1]
-    affine2 = affine.copy()
-    affine2[:3, :3] *= 2
-    affine2[:3, 3] += affine[:3, :3] @ np.full(3, 0.5)
-    # Intracranial space and the distance outside it, computed at 2 mm (cheap) in any case.
+    (gm, wm, t1), affine = _scaled_template_maps()
     # The nilearn template is brain-masked: its support is the intracranial space (sulcal CSF
-    # included); holes (if any) are filled.
-    icv2 = ndimage.binary_fill_holes((maps2[2] > 0.01) | (maps2[0] + maps2[1] > 0.5))
-    dist2 = ndimage.distance_transform_edt(~icv2, sampling=2.0).astype(np.float32) - 1.0
-    dist2[icv2] = -1.0
-    if base == 1:
-        gm, wm, t1 = maps1
-        dist = ndimage.zoom(dist2, 2, order=1, grid_mode=True, mode="nearest").astype(np.float32)
-        dist = np.pad(dist, [(0, s - d) for s, d in zip(gm.shape, dist.shape)], mode="edge")
-        icv = ndimage.binary_fill_holes((t1 > 0.01) | (gm + wm > 0.5))
-    else:
-        gm, wm, t1 = maps2
-        dist, icv, affine = dist2, icv2, affine2
-    step = float(base)
+    # included); holes (if any) are filled; a thin subarachnoid layer is added around it.
+    icv = ndimage.binary_fill_holes((t1 > 0.01) | (gm + wm > 0.5))
+    icv = ndimage.distance_transform_edt(~icv) <= _SUBARACHNOID_MM
+    labels = head_labels(icv, affine)
     gm = np.clip(gm, 0, 1)
     wm = np.clip(wm, 0, 1)
     total_tissue = gm + wm
@@ -220,31 +385,38 @@ def _mni_phantom_cached(voxel_size: float) -> Phantom:
     gm[over] /= total_tissue[over]
     wm[over] /= total_tissue[over]
     tissue = np.clip(gm + wm, 0, 1)
-    icv_soft = np.clip(ndimage.gaussian_filter(icv.astype(np.float32), 0.6 / step), 0, 1)
+    icv_soft = np.clip(ndimage.gaussian_filter(icv.astype(np.float32), 0.6), 0, 1)
     icv_soft = np.maximum(icv_soft, tissue)
-    csf = np.clip(icv_soft - tissue, 0, 1)
-    maps = [wm, gm, csf]
-    classes = [TissueClass("wm", "wm"), TissueClass("gm", "gm"), TissueClass("csf", "csf")]
     outside = 1.0 - icv_soft
-    for name, kind, inner, outer in _SHELLS:
-        ramp_in = np.clip((dist - inner) / step + 0.5, 0, 1)
-        ramp_out = np.clip((outer - dist) / step + 0.5, 0, 1)
-        maps.append(outside * np.minimum(ramp_in, ramp_out))
-        classes.append(TissueClass(name, kind))
-    probs = np.empty((len(maps), *gm.shape), dtype=np.float32)
-    for k, m in enumerate(maps):
-        probs[k] = m
+    classes = [TissueClass("wm", "wm"), TissueClass("gm", "gm"), TissueClass("csf", "csf")]
+    classes += [TissueClass(name, kind) for name, kind in HEAD_CLASSES]
+    probs = np.empty((len(classes), *gm.shape), dtype=np.float32)
+    probs[0], probs[1] = wm, gm
+    probs[2] = np.clip(icv_soft - tissue, 0, 1) + outside * (labels == _CSF)
+    for k in range(3, len(classes)):
+        probs[k] = outside * (labels == k)
+    del labels, gm, wm, t1, tissue, icv_soft, outside
+    mask = icv
+    if base == 2:
+        probs = np.stack([_block_mean(p, 2) for p in probs]).astype(np.float32)
+        mask = _block_mean(icv.astype(np.float32), 2) > 0.5
+        affine = affine.copy()
+        affine[:3, 3] += 0.5
+        affine[:3, :3] *= 2
     total = probs.sum(axis=0)
     np.maximum(total, 1.0, out=total)
     probs /= total
-    return Phantom(tuple(classes), affine, icv, probs=probs, source=f"nilearn MNI152 2009 ({base} mm)")
+    return Phantom(tuple(classes), affine, mask, probs=probs,
+                   source=f"nilearn MNI152 2009 head x{MNI_SCALE:g} ({base} mm)")
 
 
 def mni_phantom(voxel_size: float = 1.0) -> Phantom:
     """Head phantom from nilearn's ICBM152 2009 tissue maps at isotropic ``voxel_size`` mm.
 
-    Soft maps (partial volume kept): WM, GM, CSF (intracranial space minus GM and WM), then
-    shells for dura, skull, scalp fat and skin/muscle. Cached per voxel size (treat as read-only).
+    Soft maps (partial volume kept): WM, GM, CSF (intracranial space minus GM and WM, plus the
+    spinal canal), then the extra-cerebral head of :func:`head_labels` (dura, skull tables,
+    diploe, fat, skin and muscle, eyes, optic nerves and cord). The template is shrunk to an
+    average adult head (:data:`MNI_SCALE`). Cached per voxel size (treat as read-only).
     """
     if not voxel_size or voxel_size <= 0:
         raise ValueError(f"voxel size must be positive, got {voxel_size}")

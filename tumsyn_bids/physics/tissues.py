@@ -67,6 +67,16 @@ KINDS: dict[str, TissueKind] = {
     "fat": TissueKind((230, 290), (350, 420), (55, 90), (60, 135), (30, 60), (20, 45), (0.85, 1.0), (0.0, 0.05)),
     "muscle": TissueKind((820, 950), (1300, 1500), (40, 55), (30, 50), (25, 40), (18, 30), (0.65, 0.75), (0.05, 0.2)),
     "eye": TissueKind((3000, 4200), (3500, 4300), (900, 1500), (800, 1400), (200, 500), (100, 300), (0.95, 1.0)),
+    # Skull diploe (added for the demo head): adult calvarial marrow is mostly fatty (bright on
+    # T1w). Fatty marrow T1 ~290 ms at 1.5 T and ~370 ms at 3 T, T2 ~50-60 ms (Gold et al., AJR
+    # 2004, femoral marrow); red marrow and the bone trabeculae lengthen T1 and lower the visible
+    # PD (Vande Berg et al., Radiology 1998): ranges widened toward them. Trabecular bone shortens
+    # T2* to ~5-25 ms (Wehrli et al., Radiology 1991; Majumdar et al., MRM 1991).
+    "marrow": TissueKind((280, 450), (360, 560), (45, 80), (40, 75), (10, 25), (5, 15), (0.55, 0.80), (0.0, 0.05)),
+    # Optic nerve and spinal cord (myelinated tracts outside the intracranial mask): white-matter
+    # values (Stanisz et al., MRM 2005; cord T1 ~ 800-1100 ms at 3 T, Smith et al., MRM 2008),
+    # T2 slightly longer (CSF partial volume in the sheath).
+    "nerve": TissueKind((650, 900), (800, 1150), (70, 100), (65, 95), (50, 75), (35, 55), (0.66, 0.80)),
     # Extra-cerebral classes whose type is not published (SynthSeg maps): broad ranges.
     "extracerebral": TissueKind((200, 2500), (250, 3000), (20, 200), (20, 200), (5, 100), (4, 80), (0.1, 1.0), (0.0, 0.2)),
     # Fallback for labels the table does not know (logged by the phantom loader).
