@@ -94,8 +94,17 @@ def dangling_links(bids_dir: Path) -> list[Path]:
     return sorted(found)
 
 
+SKIP_HINT = "--skip-bids-validation runs anyway"
+
+
 def run_validator(bids_dir: Path, exe: str, timeout: float = 600.0, *, ignore_nifti_headers: bool = False) -> list[str]:
-    """Run the official validator; return warnings' codes; raise on errors."""
+    """Run the official validator; return warning lines; raise on errors.
+
+    Errors that are harmless for anatomical synthesis (:func:`harmless_reason`) become warning
+    lines. The first remaining error is raised as one line: the file, the sidecar key or TSV column,
+    the validator's message, its code and rule, how many more, and that ``--skip-bids-validation``
+    runs anyway.
+    """
     cmd = [exe, str(bids_dir), "--format", "json", "--ignoreWarnings"]
     if ignore_nifti_headers:
         cmd.append("--ignoreNiftiHeaders")
@@ -111,18 +120,120 @@ def run_validator(bids_dir: Path, exe: str, timeout: float = 600.0, *, ignore_ni
             return []
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         return [f"bids-validator-deno failed without a report ({tail[0]}); only the built-in check was done"]
-    errors = [i for i in issues if i.get("severity") == "error"]
+    code_messages = report["issues"].get("codeMessages") or {}
+    errors, warnings, seen = [], [], set()
+    for issue in issues:
+        if issue.get("severity") != "error":
+            continue
+        key = (issue.get("code"), issue.get("location"), issue.get("subCode"))
+        if key in seen:  # one schema error is reported once per alternative of the schema
+            continue
+        seen.add(key)
+        reason = harmless_reason(issue, Path(bids_dir))
+        if reason:
+            warnings.append(f"{Path(bids_dir) / (issue.get('location') or '/').lstrip('/')}: "
+                            f"{issue.get('code')} (a bids-validator-deno error) only warned about: {reason}")
+        else:
+            errors.append(issue)
     if errors:
-        first = errors[0]
-        where = first.get("location") or "/"
-        more = f" (and {len(errors) - 1} more error(s); run bids-validator-deno for all)" if len(errors) > 1 else ""
-        message = first.get("issueMessage") or report["issues"].get("codeMessages", {}).get(first.get("code"), "")
-        message = " ".join(str(message).split())[:160]
-        raise BidsValidationError(
-            f"{first.get('code')}{': ' + message if message else ''}{more}",
-            path=Path(bids_dir) / where.lstrip("/"),
-        )
-    return []
+        raise BidsValidationError(refusal_line(errors[0], len(errors) - 1, bids_dir, code_messages),
+                                  path=Path(bids_dir) / (errors[0].get("location") or "/").lstrip("/"))
+    return warnings
+
+
+def issue_message(issue: dict, code_messages: dict | None = None) -> str:
+    """The validator's own words for one issue, without the field description it appends."""
+    text = str(issue.get("issueMessage") or "")
+    text = text.split("Field description:")[0]
+    text = " ".join(text.split()).strip(" .:")
+    if not text:
+        text = " ".join(str((code_messages or {}).get(issue.get("code"), "")).split()).strip(" .")
+    return text if len(text) <= 160 else text[:157].rstrip(" .,") + "..."
+
+
+def refusal_line(issue: dict, n_more: int, bids_dir: Path | str, code_messages: dict | None = None) -> str:
+    """``[key K: |column C: ]<message> (bids-validator-deno CODE, rule R)[; N more ...]; --skip-bids-validation runs anyway``."""
+    location = str(issue.get("location") or "")
+    sub = issue.get("subCode")
+    what = ""
+    if sub:
+        what = f"column {sub}: " if location.endswith(".tsv") else f"key {sub}: "
+    message = issue_message(issue, code_messages) or "invalid"
+    rule = f", rule {issue['rule']}" if issue.get("rule") else ""
+    more = (f"; {n_more} more error(s): run `bids-validator-deno {bids_dir}` for all" if n_more > 0 else "")
+    return f"{what}{message} (bids-validator-deno {issue.get('code')}{rule}){more}; {SKIP_HINT}"
+
+
+# Validator errors that do not matter for anatomical synthesis (README "Validation"): the NiPreps
+# apps (fMRIPrep, sMRIPrep, NiBabies, QSIPrep) pass PARTICIPANT_ID_MISMATCH and TSV value checks to
+# their validator's ignore list; here they are warned about only in the narrow cases below.
+def harmless_reason(issue: dict, bids_dir: Path) -> str | None:
+    """Why a validator error is only a warning here, or None when it stays an error.
+
+    - ``PARTICIPANT_ID_MISMATCH`` when every ``sub-*`` folder missing from participants.tsv holds
+      no file (an empty folder has nothing to synthesize from).
+    - ``TSV_VALUE_INCORRECT_TYPE`` in an optional participants.tsv column (not participant_id):
+      age and sex are read leniently, a value that cannot be read is None in the prompt.
+    - ``NOT_INCLUDED`` for a path that ``.bidsignore`` lists (the validator still reports folders
+      given as ``folder/``).
+    """
+    code = issue.get("code")
+    location = str(issue.get("location") or "")
+    if code == "PARTICIPANT_ID_MISMATCH":
+        extra = _subject_folders_not_listed(bids_dir)
+        if extra is not None and extra and all(not any(p.is_file() for p in d.rglob("*")) for d in extra):
+            names = ", ".join(d.name for d in extra)
+            return f"subject folder(s) {names} are empty and not in participants.tsv; nothing there to synthesize"
+        return None
+    if code == "TSV_VALUE_INCORRECT_TYPE" and location == "/participants.tsv" and issue.get("subCode") not in (
+            None, "participant_id"):
+        return (f"column {issue.get('subCode')} holds a value of the wrong type ({issue_message(issue)}); "
+                "it is optional, and a value the prompt cannot read becomes None")
+    if code == "NOT_INCLUDED" and bidsignored(bids_dir, location):
+        return f"{location.lstrip('/')} is listed in .bidsignore"
+    return None
+
+
+def _subject_folders_not_listed(bids_dir: Path) -> list[Path] | None:
+    """``sub-*`` folders whose label is not in participants.tsv (None when the table cannot be read)."""
+    table = Path(bids_dir) / "participants.tsv"
+    try:
+        lines = table.read_text(encoding="utf-8-sig").splitlines()
+    except OSError:
+        return None
+    if not lines:
+        return None
+    header = lines[0].split("\t")
+    if "participant_id" not in header:
+        return None
+    col = header.index("participant_id")
+    listed = {row.split("\t")[col].strip() for row in lines[1:] if row.strip() and len(row.split("\t")) > col}
+    return [d for d in sorted(Path(bids_dir).glob("sub-*")) if d.is_dir() and d.name not in listed]
+
+
+def bidsignored(bids_dir: Path, location: str) -> bool:
+    """Whether ``location`` (``/a/b``, relative to the dataset) matches a ``.bidsignore`` pattern."""
+    import fnmatch
+
+    try:
+        patterns = (Path(bids_dir) / ".bidsignore").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    path = location.strip("/")
+    parts = path.split("/")
+    for raw in patterns:
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        anchored = pattern.startswith("/")
+        pattern = pattern.strip("/").replace("**/", "")
+        tails = [path] if anchored else ["/".join(parts[i:]) for i in range(len(parts))]
+        for tail in tails:
+            if fnmatch.fnmatch(tail, pattern) or fnmatch.fnmatch(tail, pattern + "/*"):
+                return True
+            if "/" not in pattern and any(fnmatch.fnmatch(part, pattern) for part in tail.split("/")[:1]):
+                return True
+    return False
 
 
 def validate_dataset(bids_dir: Path, subjects: tuple[str, ...] | None = None, *, external: bool = True) -> list[str]:
