@@ -1,7 +1,9 @@
 """Headless Chromium screenshots over the DevTools protocol (stdlib only): page, and a flicker hovered.
 
-Usage: python scripts/report_screenshots.py URL OUT_PREFIX   (needs a chromium binary, e.g. the Debian package)
-Writes OUT_PREFIX-top.png, OUT_PREFIX-flicker-still.png, OUT_PREFIX-flicker-hover.png.
+Usage: python scripts/report_screenshots.py URL OUT_PREFIX [BLOCK_ID | page-only | section:BLOCK_ID]
+(needs a chromium binary, e.g. the Debian package). Writes OUT_PREFIX-top.png and, for a flicker block,
+OUT_PREFIX-flicker-still.png and OUT_PREFIX-flicker-hover.png; ``section:ID`` shoots that element
+(e.g. a brain-mask reportlet) as OUT_PREFIX-section.png.
 """
 
 import base64
@@ -116,6 +118,16 @@ def main(url, prefix, width=int(os.environ.get("SHOT_WIDTH", "1280")), height=in
             time.sleep(0.5)
         shot(ws, f"{prefix}-top.png")
         if len(sys.argv) > 3 and sys.argv[3] == "page-only":
+            return
+        if len(sys.argv) > 3 and sys.argv[3].startswith("section:"):  # one block of the page, e.g. a mask reportlet
+            block = sys.argv[3][len("section:"):]
+            expr = (f"(function(){{var b=document.getElementById('{block}');b.scrollIntoView({{block:'start'}});"
+                    "window.scrollBy(0,-60);var r=b.getBoundingClientRect();"  # below the fixed navigation bar
+                    "return JSON.stringify([r.left,r.top,r.width,r.height,window.scrollY]);})()")
+            left, top, w, h, sy = json.loads(
+                ws.call("Runtime.evaluate", expression=expr, returnByValue=True)["result"]["value"])
+            time.sleep(1)
+            shot(ws, f"{prefix}-section.png", {"x": left, "y": sy + top, "width": w, "height": h})
             return
         # a flicker block: scroll it into view, then shoot it still and hovered
         block = sys.argv[3]

@@ -113,7 +113,8 @@ def test_empty_subject_folder_and_text_in_an_optional_column_only_warn(make_ds, 
     assert any("TSV_VALUE_INCORRECT_TYPE" in w and "column age" in w for w in warnings)
     # A subject folder with data that participants.tsv does not list is still refused.
     (root / "sub-03" / "anat").mkdir()
-    (root / "sub-03" / "anat" / "sub-03_FLAIR.nii.gz").write_bytes((root / "sub-01/anat/sub-01_FLAIR.nii.gz").read_bytes())
+    image = (root / "sub-01/anat/sub-01_FLAIR.nii.gz").read_bytes()
+    (root / "sub-03" / "anat" / "sub-03_FLAIR.nii.gz").write_bytes(image)
     with pytest.raises(BidsValidationError, match="PARTICIPANT_ID_MISMATCH.*--skip-bids-validation runs anyway"):
         validate_dataset(root)
 

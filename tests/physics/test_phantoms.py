@@ -88,7 +88,8 @@ def test_pad_phantom_keeps_world_positions(sphere_phantom):
     ijk_old = np.array([12, 12, 12, 1.0])
     world = sphere_phantom.affine @ ijk_old
     ijk_new = np.rint(np.linalg.solve(padded.affine, world)).astype(int)
-    assert sphere_phantom.classes[sphere_phantom.labels[12, 12, 12]] == padded.classes[padded.labels[tuple(ijk_new[:3])]]
+    old_class = sphere_phantom.classes[sphere_phantom.labels[12, 12, 12]]
+    assert old_class == padded.classes[padded.labels[tuple(ijk_new[:3])]]
 
 
 # ----------------------------------------------------------------------------- the demo head (issue 18)
@@ -128,12 +129,13 @@ def test_demo_head_has_two_bone_tables_around_the_diploe_then_scalp(mni2):
         ray = _ray_outside_brain(ph, world, axis, step)
         pos = np.arange(ray.shape[1])
 
-        def centre(name):
+        def centre(name, ray=ray, pos=pos):
             f = ray[ph.class_index(name)]
             return float((f * pos).sum() / f.sum())
 
         bone, diploe = ray[ph.class_index("skull")], centre("diploe")
-        assert bone[pos < diploe].sum() > 0.4 and bone[(pos > diploe) & (pos < diploe + 4)].sum() > 0.4, (world, axis)
+        assert bone[pos < diploe].sum() > 0.4, (world, axis)  # inner table
+        assert bone[(pos > diploe) & (pos < diploe + 4)].sum() > 0.4, (world, axis)  # outer table
         assert diploe + 1 < centre("scalp_fat"), (world, axis)  # fat outside the skull
         last = int(np.flatnonzero(ray.sum(axis=0) > 0.05).max())
         assert ray[ph.class_index("skin_muscle"), last] > ray[ph.class_index("scalp_fat"), last]  # skin outermost
@@ -151,7 +153,7 @@ def test_demo_head_has_eyes_optic_nerves_and_a_neck(mni2):
     assert n == 2
     centres = [ph.affine @ [*c, 1] for c in ndimage.center_of_mass(eye, labels, [1, 2])]
     brain = ph.affine[:3, :3] @ np.argwhere(ph.brain_mask).mean(axis=0) + ph.affine[:3, 3]
-    for c, size in zip(centres, ndimage.sum(eye, labels, [1, 2])):
+    for c, size in zip(centres, ndimage.sum(eye, labels, [1, 2]), strict=True):
         assert 5 < size * vox_ml < 10  # a 24 mm globe holds ~7 mL
         assert 25 < abs(c[0]) < 37 and c[1] > brain[1] + 40 and c[2] < brain[2]  # in front, below the brain
     assert not (eye & ph.brain_mask).any()

@@ -152,7 +152,9 @@ def issue_message(issue: dict, code_messages: dict | None = None) -> str:
 
 
 def refusal_line(issue: dict, n_more: int, bids_dir: Path | str, code_messages: dict | None = None) -> str:
-    """``[key K: |column C: ]<message> (bids-validator-deno CODE, rule R)[; N more ...]; --skip-bids-validation runs anyway``."""
+    """One refusal line (after the file):
+    ``[key K: |column C: ]<message> (bids-validator-deno CODE, rule R)[; N more ...]; <SKIP_HINT>``.
+    """
     location = str(issue.get("location") or "")
     sub = issue.get("subCode")
     what = ""

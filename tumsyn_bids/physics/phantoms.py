@@ -294,7 +294,7 @@ def head_labels(icv: np.ndarray, affine: np.ndarray) -> np.ndarray:
     z_eye = -20.0
     for z_try in np.arange(-10.0, -70.0, -1.0):
         centre = np.round(np.array([_EYE_X_MM, y_eye, z_try]) - affine[:3, 3]).astype(int)
-        if not all(0 <= c < n for c, n in zip(centre, shape)):
+        if not all(0 <= c < n for c, n in zip(centre, shape, strict=True)):
             continue
         if d[tuple(centre)] >= _GLOBE_RADIUS_MM + 6.0:
             z_eye = float(z_try)
@@ -323,7 +323,8 @@ def head_labels(icv: np.ndarray, affine: np.ndarray) -> np.ndarray:
     below = z <= zmin + 8
     r_canal = np.sqrt(x ** 2 + (y - y_cord) ** 2)
     body = (((x / 9.0) ** 2 + ((y - y_cord - 17.0) / 8.0) ** 2) <= 1) & (z <= zmin - 4)
-    arch = (((x / 14.0) ** 2 + ((y - y_cord + 2.0) / 12.0) ** 2) <= 1) & (z <= zmin - 4) & ~(r_canal <= _CANAL_RADIUS_MM)
+    arch = ((((x / 14.0) ** 2 + ((y - y_cord + 2.0) / 12.0) ** 2) <= 1) & (z <= zmin - 4)
+            & ~(r_canal <= _CANAL_RADIUS_MM))
     spine_bone = ndimage.binary_dilation(body | arch) & head
     labels[spine_bone] = _BONE
     labels[(body | arch) & head] = _MARROW
@@ -458,7 +459,7 @@ def _labels_to_probs(phantom: Phantom) -> np.ndarray:
 def pad_phantom(phantom: Phantom, shape: tuple[int, int, int]) -> Phantom:
     """Pad (centred) or crop a phantom to ``shape`` voxels; the affine follows."""
     slices_src, slices_dst, offset = [], [], []
-    for n_old, n_new in zip(phantom.shape, shape):
+    for n_old, n_new in zip(phantom.shape, shape, strict=True):
         start = (n_new - n_old) // 2  # where old index 0 lands in the new grid
         src0, dst0 = max(0, -start), max(0, start)
         length = min(n_old - src0, n_new - dst0)
