@@ -70,7 +70,8 @@ def profile_step(net, batch, cfg, device, *, channels_last: bool, amp: bool, rep
 def main(argv: list[str] | None = None) -> int:
     from tumsyn_bids.models.physics_net import PhysicsSynthNet
     from tumsyn_bids.training.physics_data import SimConfig, load_label_volume, make_batch
-    from tumsyn_bids.training.physics_train import PhysicsTrainConfig, labelmap_files, resolve_device
+    from tumsyn_bids.inference.device import resolve_device
+    from tumsyn_bids.training.physics_train import PhysicsTrainConfig, labelmap_files
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labelmaps", required=True, help="folder of label maps")

@@ -62,8 +62,6 @@ def labelmap(tmp_path):
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="physics_train.train appends to losses.jsonl on resume without "
-                                       "dropping the records past the resumed step (issue 19 report)")
 def test_physics_resume_drops_records_past_the_checkpoint(labelmap, tmp_path):
     from tumsyn_bids.training.physics_data import SimConfig
     from tumsyn_bids.training.physics_train import PhysicsTrainConfig, export

@@ -53,3 +53,7 @@ def main() -> None:
     _register()
     argv = expand_multi_value(sys.argv[1:], {**MULTI_VALUE_OPTIONS, **_TOOL_MULTI_VALUE})
     app(args=argv, prog_name="tumsyn")
+
+
+if __name__ == "__main__":
+    main()

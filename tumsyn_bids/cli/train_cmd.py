@@ -37,6 +37,15 @@ def train(
     labelmaps: Annotated[Optional[list[Path]], typer.Option(
         "--labelmaps", help="Label maps (files or folders) for simulated training.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    init: Annotated[Optional[str], typer.Option(
+        "--init", help="tumsyn-small: continue a trained model instead of random weights: 'bundled' (the shipped "
+                       "weights) or a weights file; the record stays cumulative.")] = None,
+    time_budget: Annotated[float, typer.Option(
+        "--time-budget", min=0, help="tumsyn-small: seconds of training; the schedule is fitted to them.")] = 0.0,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=0, help="tumsyn-small: simulation processes (0: in the training process).")] = 0,
+    device: Annotated[str, typer.Option("--device", help="tumsyn-small: auto, cpu or cuda.")] = "auto",
+    lr: Annotated[Optional[float], typer.Option("--lr", min=0, help="tumsyn-small: peak learning rate.")] = None,
 ) -> None:
     """Train tumsyn (text encoder, then synthesis net) from a config and/or a BIDS dataset."""
     from tumsyn_bids.training.config import load_config, override
@@ -45,7 +54,8 @@ def train(
         cfg = load_config(config)
         default = cfg.model if config is not None else "lccd-small" if bids_dir is not None else "tumsyn-small"
         if (model or default) == "tumsyn-small":
-            record = _train_physics(labelmaps, out, steps, resume, seed, threads, patch_size, batch_size)
+            record = _train_physics(labelmaps, out, steps, resume, seed, threads, patch_size, batch_size,
+                                    init=init, time_budget=time_budget, workers=workers, device=device, lr=lr)
             typer.echo(f"model: {record['model_file']} (sha256 {record['sha256'][:12]})")
             return
         stages = {"1": (1,), "2": (2,), "all": (1, 2)}.get(stage)
@@ -67,7 +77,9 @@ def train(
     typer.echo(f"model: {record['model_file']} (sha256 {record['sha256'][:12]})")
 
 
-def _train_physics(labelmaps, out: Path, steps, resume: bool, seed, threads, patch_size: int, batch_size: int) -> dict:
+def _train_physics(labelmaps, out: Path, steps, resume: bool, seed, threads, patch_size: int, batch_size: int, *,
+                   init: str | None = None, time_budget: float = 0.0, workers: int = 0, device: str = "auto",
+                   lr: float | None = None) -> dict:
     """Train (or resume) the physics-structured model in ``out`` and export ``out/model.pt``."""
     from tumsyn_bids.training.physics_data import SimConfig
     from tumsyn_bids.training.physics_train import PhysicsTrainConfig, export, resumed_config, train
@@ -76,13 +88,18 @@ def _train_physics(labelmaps, out: Path, steps, resume: bool, seed, threads, pat
         raise _usage("tumsyn-small trains on label maps: give --labelmaps FILE_OR_FOLDER")
     if patch_size % 8:
         raise _usage(f"--patch-size {patch_size}: must be a multiple of 8")
-    cfg = (resumed_config(out, labelmaps=[str(p) for p in labelmaps], steps=steps or None, time_budget=0.0)
+    if init and init != "bundled" and not Path(init).is_file():
+        raise _usage(f"--init {init}: not 'bundled' and not a weights file")
+    cfg = (resumed_config(out, labelmaps=[str(p) for p in labelmaps], steps=steps or None, time_budget=time_budget,
+                          workers=workers or None, device=device, threads=threads, lr=lr)
            if resume else None)
     if cfg is None:
         if (out / "state.pt").is_file():
             raise _usage(f"{out} holds a training run: pass --resume to continue it or choose another --out")
         cfg = PhysicsTrainConfig(labelmaps=[str(p) for p in labelmaps], steps=steps or 4000, seed=seed or 0,
-                                 threads=threads or 2, batch_size=batch_size, sim=SimConfig(size=patch_size))
+                                 threads=threads or 2, batch_size=batch_size, sim=SimConfig(size=patch_size),
+                                 init=init or "", time_budget=time_budget, workers=workers, device=device,
+                                 **({"lr": lr} if lr else {}))
     train(cfg, out, resume=resume, report=lambda m: typer.echo(m))
     return export(out)
 

@@ -1,6 +1,6 @@
 """Train the physics-structured ``tumsyn-small`` on patches simulated from label maps.
 
-    python -m tumsyn_bids.training.physics_train --labelmaps DIR --out RUN_DIR --steps 4000
+    tumsyn train --labelmaps DIR --out RUN_DIR [--init bundled] [--steps N | --time-budget S] [--resume]
 
 Losses per sample (inside a border of ``margin`` voxels, where the U-Net sees context):
 L1 on proton density everywhere; L1 on log T1, log T2, log T2* where the target has tissue; L1 on
@@ -17,11 +17,9 @@ that the learning-rate schedule ends when the budget does (how a lent GPU's minu
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
-import math
 import platform
 import time
 from dataclasses import dataclass, field
@@ -62,6 +60,8 @@ class PhysicsTrainConfig:
     time_budget: float = 0.0  # seconds; > 0: steps = what fits, measured after the first steps
     amp: bool = False  # bf16 autocast (CUDA only); the model is small, fp32/TF32 is the safe default
     model_args: dict[str, Any] = field(default_factory=lambda: dict(MODEL_ARGS))
+    init: str = ""  # "" = random weights; "bundled" or a weights file: continue that model (fresh optimiser)
+    lineage: dict[str, Any] = field(default_factory=dict)  # what the init model had seen (cumulative record)
     sim: SimConfig = field(default_factory=SimConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,10 +84,32 @@ def labelmap_files(entries: list[str], held_out: list[str]) -> tuple[list[Path],
     return train, held
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def init_weights(init: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """(model_args, state_dict, lineage) of the model a run continues: ``bundled`` (the shipped
+    ``tumsyn-small``) or a native weights file. ``lineage`` is what that model had already seen
+    (steps, patches, voxels, runs), read from its training record, so records stay cumulative."""
+    from tumsyn_bids.models.loading import load_model
+
+    bundle = load_model("tumsyn-small", None if init == "bundled" else init, device="cpu")
+    args = {k: v for k, v in bundle.net.config.items() if k != "cond_dim"}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in bundle.net.state_dict().items()}
+    record_path = Path(str(bundle.path)).with_suffix(".json")
+    lineage: dict[str, Any] = {"init": init, "sha256": bundle.sha256}
+    if record_path.is_file():
+        rec = json.loads(record_path.read_text())
+        lineage.update(cumulative_from_record(rec))
+    return args, state, lineage
+
+
+def cumulative_from_record(rec: dict[str, Any]) -> dict[str, Any]:
+    """Cumulative steps/patches/voxels/runs of a training record (older records: from its own config)."""
+    if "cumulative" in rec:
+        return dict(rec["cumulative"])
+    cfg = rec.get("config", {})
+    steps = int(rec.get("steps", 0))
+    batch, size = int(cfg.get("batch_size", 1)), int(cfg.get("sim", {}).get("size", 0))
+    return {"steps": steps, "patches": steps * batch, "voxels": steps * batch * size**3,
+            "wall_seconds": float(rec.get("wall_seconds", 0.0)), "runs": 1}
 
 
 def size_to_device(cfg: PhysicsTrainConfig, device: torch.device) -> PhysicsTrainConfig:
@@ -127,10 +149,9 @@ class SimulatedBatches(torch.utils.data.IterableDataset):
 
 
 def lr_at(step: int, cfg: PhysicsTrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
+    from tumsyn_bids.training.schedule import cosine_lr
+
+    return cosine_lr(step, base=cfg.lr, min_lr=cfg.min_lr, warmup=cfg.warmup, total=cfg.steps)
 
 
 def losses(net, batch: dict, cfg: PhysicsTrainConfig, rng: np.random.Generator, device: torch.device,
@@ -175,13 +196,26 @@ def losses(net, batch: dict, cfg: PhysicsTrainConfig, rng: np.random.Generator, 
     return out
 
 
+def drop_log_records_after(log_path: Path, step: int) -> None:
+    """Keep only the loss records up to ``step`` (a killed run may have logged steps past its last
+    checkpoint; the resumed run logs them again)."""
+    if not log_path.is_file():
+        return
+    from tumsyn_bids.atomic import atomic_write_text
+
+    lines = [x for x in log_path.read_text().splitlines() if x.strip()]
+    kept = [x for x in lines if json.loads(x).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        atomic_write_text(log_path, "".join(x + "\n" for x in kept))
+
+
 def _save_state(path: Path, net, opt, step: int, rng: np.random.Generator, gen: torch.Generator,
-                cfg: PhysicsTrainConfig, wall: float) -> None:
+                cfg: PhysicsTrainConfig, wall: float, seen: dict[str, int]) -> None:
     from tumsyn_bids.models.checkpoint import atomic_torch_save
 
     atomic_torch_save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
                        "rng": json.dumps(rng.bit_generator.state), "gen": gen.get_state(),
-                       "config": json.dumps(cfg.to_dict()), "wall_seconds": wall}, path)
+                       "config": json.dumps(cfg.to_dict()), "wall_seconds": wall, "seen": dict(seen)}, path)
 
 
 def train(cfg: PhysicsTrainConfig, out_dir: Path, *, resume: bool = True,
@@ -191,6 +225,8 @@ def train(cfg: PhysicsTrainConfig, out_dir: Path, *, resume: bool = True,
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from tumsyn_bids.inference.device import resolve_device
+
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
@@ -206,12 +242,21 @@ def train(cfg: PhysicsTrainConfig, out_dir: Path, *, resume: bool = True,
         raise UsageError(f"no training label maps found in {cfg.labelmaps}")
     report(f"label maps: {len(train_files)} for training, {len(held)} held out ({', '.join(p.name for p in held)})")
     torch.manual_seed(cfg.seed)
+    state_path = out_dir / "state.pt"
+    init_state = None
+    if cfg.init and not (resume and state_path.exists()):
+        model_args, init_state, lineage = init_weights(cfg.init)
+        cfg = dataclasses.replace(cfg, model_args=model_args, lineage=lineage)
+        report(f"continuing {cfg.init} weights (sha256 {lineage['sha256'][:12]}, "
+               f"{lineage.get('steps', 0)} steps seen before)")
     net = PhysicsSynthNet(**cfg.model_args).to(device).to(memory_format=torch.channels_last_3d)
+    if init_state is not None:
+        net.load_state_dict(init_state)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     step, wall = 0, 0.0
-    state_path = out_dir / "state.pt"
+    seen = {"patches": 0, "voxels": 0}  # what this run has trained on (the lineage adds earlier runs)
     if resume and state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
         net.load_state_dict(state["model"])
@@ -219,6 +264,8 @@ def train(cfg: PhysicsTrainConfig, out_dir: Path, *, resume: bool = True,
         step, wall = int(state["step"]), float(state.get("wall_seconds", 0.0))
         rng.bit_generator.state = json.loads(state["rng"])
         gen.set_state(state["gen"].cpu())  # map_location moved it to the training device
+        seen = dict(state.get("seen", seen))
+        drop_log_records_after(out_dir / "losses.jsonl", step)
         report(f"resumed at step {step}")
     amp = cfg.amp and device.type == "cuda"
     log_path = out_dir / "losses.jsonl"
@@ -257,6 +304,8 @@ def train(cfg: PhysicsTrainConfig, out_dir: Path, *, resume: bool = True,
         opt.step()
         step += 1
         wall += time.perf_counter() - t_fetch
+        seen["patches"] += int(batch["x"].shape[0])
+        seen["voxels"] += int(batch["x"][0].numel()) * int(batch["x"].shape[0])
         record = {"step": step, "loss": float(loss.detach()), **{k: round(float(v.detach()), 5) for k, v in terms.items()},
                   "lr": lr_at(step - 1, cfg), "sec": round(time.perf_counter() - t_fetch, 3),
                   "data": round(t0 - t_fetch, 3)}
@@ -264,7 +313,7 @@ def train(cfg: PhysicsTrainConfig, out_dir: Path, *, resume: bool = True,
             fh.write(json.dumps(record) + "\n")
         over = cfg.time_budget > 0 and time.perf_counter() - t_start > cfg.time_budget
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or over:
-            _save_state(state_path, net, opt, step, rng, gen, cfg, wall)
+            _save_state(state_path, net, opt, step, rng, gen, cfg, wall, seen)
         if time.perf_counter() - t_last > 30 or step == cfg.steps:
             t_last = time.perf_counter()
             report(f"step {step}/{cfg.steps} loss {record['loss']:.4f} "
@@ -296,6 +345,14 @@ def export(out_dir: Path, dest: Path | None = None) -> dict[str, Any]:
     from tumsyn_bids.training.data_sim import stem
 
     train_files, held = labelmap_files(cfg.labelmaps, cfg.held_out)
+    seen = state.get("seen") or {"patches": int(state["step"]) * cfg.batch_size,
+                                 "voxels": int(state["step"]) * cfg.batch_size * cfg.sim.size ** 3}
+    before = cfg.lineage or {}
+    cumulative = {"steps": int(before.get("steps", 0)) + int(state["step"]),
+                  "patches": int(before.get("patches", 0)) + int(seen["patches"]),
+                  "voxels": int(before.get("voxels", 0)) + int(seen["voxels"]),
+                  "wall_seconds": round(float(before.get("wall_seconds", 0.0)) + float(state.get("wall_seconds", 0.0)), 1),
+                  "runs": int(before.get("runs", 0)) + 1}
     spec["training"] = {"recipe": "physics-structured, simulated label-map patches", "steps": int(state["step"]),
                         "seed": cfg.seed}
     dest = Path(dest or out_dir / "model.pt")
@@ -312,6 +369,8 @@ def export(out_dir: Path, dest: Path | None = None) -> dict[str, Any]:
                      "threads": cfg.threads},
         "steps": int(state["step"]),
         "wall_seconds": round(float(state.get("wall_seconds", 0.0)), 1),
+        "continued_from": {k: v for k, v in before.items() if k in ("init", "sha256")} or None,
+        "cumulative": cumulative,
         "final_losses_mean_last_200": mean_tail,
         "loss_curve": [{k: r[k] for k in ("step", "loss")} for r in losses_log[:: max(1, len(losses_log) // 100)]],
         "model_file": dest.name,
@@ -334,34 +393,3 @@ def resumed_config(out_dir: Path, **changes: Any) -> PhysicsTrainConfig | None:
     return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Train the physics-structured tumsyn-small on simulated label-map patches.")
-    ap.add_argument("--labelmaps", nargs="+", required=True, help="label-map files or folders")
-    ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, losses, model.pt)")
-    ap.add_argument("--steps", type=int, default=4000)
-    ap.add_argument("--batch-size", type=int, default=2)
-    ap.add_argument("--size", type=int, default=48, help="patch edge (voxels, multiple of 8)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--workers", type=int, default=0, help="simulation processes (default: 0 on CPU, cores-2 on CUDA)")
-    ap.add_argument("--time-budget", type=float, default=0.0, help="seconds: fit the schedule to this wall time")
-    ap.add_argument("--lr", type=float, default=PhysicsTrainConfig.lr)
-    ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--export-only", action="store_true")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if not args.export_only:
-        cfg = PhysicsTrainConfig(labelmaps=args.labelmaps, steps=args.steps, batch_size=args.batch_size,
-                                 threads=args.threads, seed=args.seed, device=args.device, lr=args.lr,
-                                 workers=args.workers, time_budget=args.time_budget, sim=SimConfig(size=args.size))
-        if not args.no_resume:  # keep the run's own config, extend its steps
-            cfg = resumed_config(args.out, steps=args.steps, labelmaps=args.labelmaps,
-                                 time_budget=args.time_budget) or cfg
-        train(cfg, args.out, resume=not args.no_resume, report=lambda m: print(m, flush=True))
-    record = export(args.out)
-    print(f"model: {record['model_file']} sha256 {record['sha256']}")
-
-
-if __name__ == "__main__":
-    main()
