@@ -201,3 +201,42 @@ def test_find_output_and_figure(rq, real_dir, tmp_path):
     rq.save_figure(png, [("source", cd.data["T1w"]), ("synthetic", cd.data["T2w"]), ("acquired", cd.data["T2w"])],
                    cd.mask, cd.affine, centre, "test")
     assert png.stat().st_size > 1000
+
+
+def test_tissue_labels_follow_the_t1w_order_and_gm_wm_contrast_is_signed(rq, real_dir):
+    root, labels, brain = real_dir
+    cd = rq.load_case(rq.discover(root)[0])
+    seg, ref = rq.tissue_labels(cd)
+    assert ref == "T1w"
+    # Atropos on the T1w finds the phantom's CSF (darkest), GM and WM (brightest)
+    for true, want in ((3, 1), (2, 2), (1, 3)):
+        assert np.mean(seg[labels == true] == want) > 0.9
+    t2 = cd.data["T2w"]
+    assert rq.gm_wm_contrast(t2, seg) > 0.1  # T2w: GM brighter than WM
+    assert rq.gm_wm_contrast(cd.data["T1w"], seg) < -0.1  # T1w: WM brighter
+    flat = np.where(cd.mask, 1.0, 0.0)
+    assert abs(rq.gm_wm_contrast(flat, seg)) < 1e-9
+
+
+def test_hot_spots_count_voxels_beyond_the_reference_range(rq, real_dir):
+    root, labels, brain = real_dir
+    cd = rq.load_case(rq.discover(root)[0])
+    ref = cd.data["T2w"]
+    assert rq.hot_spot_share(ref, ref, cd.mask) <= 0.002
+    hot = ref.copy()
+    idx = np.argwhere(cd.mask)[::10]
+    hot[tuple(idx.T)] *= 5.0
+    share = rq.hot_spot_share(hot, ref, cd.mask)
+    assert 0.05 < share < 0.15
+
+
+def test_summary_line_counts_wins_against_the_best_baseline(rq):
+    def row(model, cal, hist, inv):
+        best = "hist" if hist >= inv else "hist-inv"
+        return {"model": {"psnr": model}, "calibrated": {"psnr": cal}, "hist": {"psnr": hist},
+                "hist-inv": {"psnr": inv}, "best_baseline": best, "model_minus_best_db": model - max(hist, inv)}
+
+    rows = [row(16.0, 17.0, 15.0, 14.0), row(10.0, 15.5, 12.0, 15.0), row(9.0, 9.5, 11.0, 10.0),
+            {"hist": {"psnr": 1.0}, "hist-inv": {"psnr": 2.0}, "best_baseline": "hist-inv", "error": "x"}]
+    line = rq.summary_line(rows)
+    assert line.startswith("zero-shot wins 1/3, calibrated wins 2/3, mean gap -2.00 dB")
