@@ -25,7 +25,7 @@ from tumsyn_bids.bids.derivatives import reportlet_relpath  # the one place outp
 LOGGER = logging.getLogger("tumsyn.reports")
 
 N_CUTS = 7  # slices per axis, as in niworkflows' segmentation mosaics
-# One figure per image: the three axes as rows of one nilearn mosaic (axial, sagittal, coronal),
+# One figure per image: the three axes as rows of one nilearn mosaic (axial, coronal, sagittal),
 # a third of the drawing time of one figure per axis (niworkflows' ``("z", "x", "y")``).
 ORDER = ("mosaic",)
 DPI = 90  # raster inside the SVGs: a 7-slice row is ~1400 px wide, more than a report page shows
