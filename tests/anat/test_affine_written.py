@@ -140,12 +140,6 @@ CASES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _no_png_figures(monkeypatch):
-    # the static PNG figures are not under test here (tests/reports); they cost seconds per case
-    monkeypatch.setattr("tumsyn_bids.reports.figures.plot_panels", lambda *args, **kwargs: None)
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_outputs_carry_the_affine_the_rules_choose(tmp_path, case):
     edit, expected, repaired = CASES[case]

@@ -229,7 +229,7 @@ def test_sigkill_then_rerun_leaves_no_partial_file(sim_bids, random_checkpoint, 
     try:  # kill once the first participant's image exists (the second is then still to come)
         while time.time() < deadline and not list(out.glob("sub-*/anat/*_desc-tumsyn_T2w.nii.gz")):
             assert proc.poll() is None, "run finished before it could be killed"
-            time.sleep(0.2)
+            time.sleep(0.02)  # the writers of two participants can follow each other within a second
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

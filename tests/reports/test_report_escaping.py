@@ -75,7 +75,6 @@ def hostile_out(tmp_path_factory):
         nib.save(nib.Nifti1Image(data, aff), str(path))
     nib.save(nib.Nifti1Image((data > 0).astype(np.uint8), aff), str(work / "mask.nii.gz"))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("tumsyn_bids.reports.figures.plot_panels", lambda *args, **kwargs: None)
         written = write_synthetic(
             out_dir=out, bids_dir=bids, source_file=src, synth_file=work / "synth.nii.gz",
             mask_file=work / "mask.nii.gz", target="T2w", prompt=payload("prompt"),

@@ -47,7 +47,6 @@ def demo_out(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo_reports")
     out = root / "out"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("tumsyn_bids.reports.figures.plot_panels", lambda *args, **kwargs: None)
         patch.setattr("tumsyn_bids.reports.reportlets.DPI", 30)  # same SVG structure, a third of the pixels
         for sub, ses in (("01", "1"), ("02", "1")):
             _demo_output(root, out, sub, ses)
