@@ -78,6 +78,7 @@ class Settings:
     output_spaces: tuple[str, ...] = ("T1w",)
     mask_output: bool = False
     save_maps: bool = False  # also write the predicted tissue maps (physics-structured models only)
+    refine: bool = True  # physics-consistency refinement against the source (physics-structured models)
     inference_mode: str = "fast"  # fast | faithful
     clean_workdir: bool = False
     resource_monitor: bool = False

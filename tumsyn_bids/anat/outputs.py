@@ -1,4 +1,5 @@
-"""Write one synthetic image, its brain mask, sidecars and report figures into out_dir (atomically)."""
+"""Write one synthetic image, its brain mask and sidecars into out_dir (atomically; the report figures
+are the SVG reportlets of :mod:`tumsyn_bids.reports.reportlets`, drawn by their own node)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def write_synthetic(
     qc: dict[str, Any] | None = None,
     real_registered: str | Path | None = None,
 ) -> dict[str, str]:
-    """Write the synthetic image + sidecar (+ mask, figures); return {kind: path}."""
+    """Write the synthetic image + sidecar (+ mask, tissue maps); return {kind: path}."""
     out_dir = Path(out_dir)
     rel_source = _relative_to(source_file, bids_dir)
     paths = bd.output_paths(rel_source, target)
@@ -84,13 +85,6 @@ def write_synthetic(
 
     image = _output_image(synth_file, mask_file, source_file, mask_output)
     image_path = bd.atomic_save_nifti(image, out_dir / paths.image)
-
-    figures: dict[str, str] = {}
-    try:
-        figures.update(_figures(out_dir, paths, target, source_file, mask_path, image_path,
-                                real_registered, synth_file))
-    except Exception as exc:  # a figure must never cost the image
-        LOGGER.warning("%s: could not draw report figures (%s)", image_path, exc)
 
     if qc:
         qc = dict(qc)
@@ -116,11 +110,24 @@ def write_synthetic(
         source_metadata=source_metadata,
         seconds=synthesis.get("seconds"),
         qc=qc,
-        extra=source_geometry(source_file) or None,
+        extra={**(source_geometry(source_file) or {}),
+               **({"Refinement": _refinement_record(synthesis["refinement"])} if synthesis.get("refinement") else {})}
+        or None,
     )
     # The sidecar goes last: its presence with this prompt/model marks the output as complete.
     sidecar_file = bd.atomic_write_json(bd.sidecar_path(image_path), sidecar)
-    return {"image": str(image_path), "sidecar": str(sidecar_file), "mask": str(mask_path), **figures, **maps}
+    return {"image": str(image_path), "sidecar": str(sidecar_file), "mask": str(mask_path), **maps}
+
+
+def _refinement_record(info: dict) -> dict:
+    """The sidecar's ``Refinement`` entry (inference.refine): what the source was read as, and how much moved."""
+    if not info.get("refined"):
+        return {"Applied": False, "Reason": "the source's contrast is unknown"}
+    return {"Applied": True, "SourceAcquisition": info.get("source_protocol"), "Assumed": info.get("assumed") or None,
+            "MeanShift": round(float(info.get("mean_shift", 0.0)), 4),
+            "SourceMismatchBefore": round(float(info.get("mismatch_before", 0.0)), 4),
+            "SourceMismatchAfter": round(float(info.get("mismatch_after", 0.0)), 4),
+            "Seconds": info.get("seconds")}
 
 
 def _output_image(ras_file: str | Path, mask_file: str | Path, source_file: str | Path,
@@ -167,24 +174,6 @@ def write_maps(*, out_dir: str | Path, rel_source: str, source_file: str | Path,
         written[f"map_{name}"] = str(path)
         written[f"map_{name}_sidecar"] = str(bd.atomic_write_json(bd.sidecar_path(path), sidecar))
     return written
-
-
-def _figures(out_dir: Path, paths: bd.OutputPaths, target: str, source_file: str | Path, mask_path: Path,
-             image_path: Path, real_registered: str | Path | None, synth_file: str | Path) -> dict[str, str]:
-    from tumsyn_bids.reports.figures import Panel, plot_panels
-
-    out: dict[str, str] = {}
-    synth_png = out_dir / paths.figures["synth"]
-    source_name = Path(source_file).name
-    plot_panels([Panel(source_file, f"source: {source_name}", mask=mask_path),
-                 Panel(image_path, f"synthetic {target}: {image_path.name}")], synth_png, centre=mask_path)
-    out["figure"] = str(synth_png)
-    if real_registered:
-        qc_png = out_dir / paths.figures["qc"]
-        plot_panels([Panel(real_registered, f"acquired {target} (registered, brain only)"),
-                     Panel(synth_file, f"synthetic {target}")], qc_png, centre=real_registered)
-        out["qc_figure"] = str(qc_png)
-    return out
 
 
 def write_template_copy(*, out_dir: str | Path, bids_dir: str | Path, source_file: str | Path, target: str,

@@ -26,6 +26,7 @@ class SynthesisInfo:
     sha256: str
     voxel_size: tuple[float, float, float]
     maps: dict[str, str] = field(default_factory=dict)  # tissue map name -> file (same grid as out_file)
+    refinement: dict = field(default_factory=dict)  # what inference.refine did (empty: not run)
 
 
 def get_bundle(model: str, weights: str | None, device: str):
@@ -70,13 +71,16 @@ def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out
                     model: str = "tumsyn-small", weights: str | None = None, device: str = "auto",
                     voxel_size: tuple[float, float, float] | None = None, mode: str = "fast",
                     num_threads: int = 1, tissue_maps: Sequence[str] = (),
-                    source_prompt: str | None = None) -> SynthesisInfo:
+                    source_prompt: str | None = None, refine: bool = True) -> SynthesisInfo:
     """Mask ``in_file`` with ``mask_file``, synthesize ``prompt`` and save float32 to ``out_file``.
 
     ``tissue_maps`` (names of ``physics_net.MAP_NAMES``, e.g. ``("T1", "PD")``) also saves those maps,
     predicted for the same prompt on the same grid in physical units, to :func:`map_file` paths (one
     more engine run each); a model without tissue maps raises UsageError. ``source_prompt`` (the
     source image's own prompt) tells physics-structured models how the input was acquired.
+    ``refine`` (physics-structured models): one engine pass predicts all maps, which
+    :mod:`tumsyn_bids.inference.refine` reads against the source before rendering the target; the
+    saved maps are then the refined ones, from the same pass.
     """
     import torch
 
@@ -97,10 +101,24 @@ def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out
     device_text = describe_device(dev)
     LOGGER.info("synthesize %s: prompt %r, source prompt %r, device %s, model %s, weights sha256 %s",
                 in_file, prompt, source_prompt, device_text, bundle.name, bundle.sha256)
-    result = synthesize(data, img.affine, prompt, bundle, voxel_size=voxel_size, device=dev, mode=mode,
-                        progress=False, source_prompt=source_prompt or None)
-    _save(result.data, result.affine, out_file)
     maps: dict[str, str] = {}
+    refinement: dict = {}
+    if refine and predicts_tissue_maps(bundle):
+        from tumsyn_bids.inference.refine import synthesize_refined
+
+        result, refined_maps, refinement = synthesize_refined(
+            data, img.affine, mask, prompt, bundle, source_prompt=source_prompt or None, voxel_size=voxel_size,
+            device=dev, mode=mode, progress=False)
+        _save(result.data, result.affine, out_file)
+        for name in tissue_maps:
+            maps[name] = map_file(out_file, name)
+            _save(refined_maps[name], result.affine, maps[name])
+            LOGGER.info("tissue map %s of %s (model estimate, refined): %s", name, in_file, maps[name])
+        tissue_maps = ()
+    else:
+        result = synthesize(data, img.affine, prompt, bundle, voxel_size=voxel_size, device=dev, mode=mode,
+                            progress=False, source_prompt=source_prompt or None)
+        _save(result.data, result.affine, out_file)
     for name in tissue_maps:
         predicted = synthesize(data, img.affine, prompt, bundle, voxel_size=voxel_size, device=dev, mode=mode,
                                progress=False, tissue_map=name, source_prompt=source_prompt or None)
@@ -111,5 +129,5 @@ def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out
         out_file=os.path.abspath(out_file), device=device_text, seconds=float(result.seconds),
         windows=int(result.windows), model_name=bundle.name, sha256=bundle.sha256,
         voxel_size=tuple(float(v) for v in result.voxel_size),  # type: ignore[arg-type]
-        maps=maps,
+        maps=maps, refinement=refinement,
     )

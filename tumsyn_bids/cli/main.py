@@ -150,6 +150,10 @@ def run_app(
                                    help="Also write the predicted tissue maps (T1map, T2map, T2starmap, PDmap; "
                                         "model estimates) next to each synthetic image.",
                                    rich_help_panel=_OUT),
+    refine: bool = typer.Option(True, "--refine/--no-refine",
+                                help="Re-read each brain voxel of the source against the tissue relation and render "
+                                     "the target from that (physics-structured models; README: Refinement).",
+                                rich_help_panel=_SYN),
     dry_run: bool = typer.Option(False, "--dry-run", "--plan-only",
                                  help="Plan and print the plan (also WORK_DIR/<run_uuid>/plan.json); run nothing."),
     verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="More output (-vvv: debug + tracebacks)."),

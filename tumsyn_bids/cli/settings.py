@@ -114,6 +114,7 @@ def build_settings(values: dict) -> "Settings":
         output_spaces=opt.parse_output_spaces(values["output_spaces"]),
         mask_output=values["mask_output"],
         save_maps=bool(values.get("save_maps", False)),
+        refine=bool(values.get("refine", True)),
         inference_mode=values["inference_mode"].value,
         clean_workdir=values["clean_workdir"],
         resource_monitor=values["resource_monitor"],

@@ -252,14 +252,15 @@ def synthesize(
     )
     runner = _Runner(net, text_feat, dev, dtype, batch, query_chunk, memory_budget, channels_last,
                      share_empty_windows)
-    total = np.zeros(grid.out_shape, np.float32)
+    total: np.ndarray | None = None
     with _progress_bar(progress, len(plan.windows) * len(passes)) as advance:
         for flip in passes:
             x = vol if flip is None else np.flip(vol, axis=flip)
             x = np.ascontiguousarray(np.transpose(x, order))
             out = runner.run(x, plan, advance)
-            out = np.transpose(out, np.argsort(order))
-            total += out if flip is None else np.flip(out, axis=flip)
+            out = np.transpose(out, tuple(np.argsort(order)) + tuple(range(3, out.ndim)))
+            out = out if flip is None else np.flip(out, axis=flip)
+            total = out.copy() if total is None else total + out
     if len(passes) > 1:
         total /= len(passes)
     if not np.all(np.isfinite(total)):
@@ -321,6 +322,9 @@ class _Runner:
         self.encoded = 0
         self.chunk = 0
         self.timings: dict[str, float] = {"encode": 0.0, "decode": 0.0}
+        from tumsyn_bids.models.physics_net import requested_channels
+
+        self.channels = requested_channels(text_feat) if getattr(net, "conditions_decoder", False) else 1
 
     def _autocast(self):
         import contextlib
@@ -347,7 +351,8 @@ class _Runner:
 
         dev, w = self.device, plan.window
         padded = torch.from_numpy(np.pad(vol, plan.pad)).to(dev)
-        out = torch.zeros(plan.out_shape, dtype=torch.float32, device=dev)
+        extra = (self.channels,) if self.channels > 1 else ()
+        out = torch.zeros(tuple(plan.out_shape) + extra, dtype=torch.float32, device=dev)
         wsum = torch.zeros(plan.out_shape, dtype=torch.float32, device=dev)
 
         def crop(win):
@@ -381,7 +386,7 @@ class _Runner:
                     weights = [torch.as_tensor(a.weights, dtype=torch.float32, device=dev) for a in win.axes]
                     wgt = weights[0][:, None, None] * weights[1][None, :, None] * weights[2][None, None, :]
                     sl = win.out_slices
-                    out[sl] += pred * wgt
+                    out[sl] += pred * (wgt[..., None] if extra else wgt)
                     wsum[sl] += wgt
                     advance(1)
                 del feat
@@ -391,7 +396,7 @@ class _Runner:
                 self.encoded += x.shape[0]
         if not bool((wsum > 0).all()):
             raise TumsynError(f"internal error: {int((wsum <= 0).sum())} output voxels not covered by any window")
-        return (out / wsum).cpu().numpy()
+        return (out / (wsum[..., None] if extra else wsum)).cpu().numpy()
 
     def _decode(self, feat, win) -> "torch.Tensor":
         """Predictions on the window's output sub-grid, decoded in chunks of about ``self.chunk`` queries."""
@@ -408,12 +413,13 @@ class _Runner:
         dev = self.device
         axes = [torch.as_tensor(a.coords, dtype=torch.float32, device=dev) for a in win.axes]
         coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
-        pred = torch.empty(coords.shape[0], dtype=torch.float32, device=dev)
+        c = self.channels
+        pred = torch.empty((coords.shape[0], c), dtype=torch.float32, device=dev)
         with self._autocast():
             for q0 in range(0, coords.shape[0], self.chunk):
                 q1 = min(q0 + self.chunk, coords.shape[0])
-                pred[q0:q1] = self._net_decode(feat, coords[None, q0:q1]).reshape(-1).float()
-        return pred.reshape(win.out_shape)
+                pred[q0:q1] = self._net_decode(feat, coords[None, q0:q1]).reshape(q1 - q0, c).float()
+        return pred.reshape(tuple(win.out_shape) + ((c,) if c > 1 else ()))
 
     def _net_decode(self, feat, coords) -> "torch.Tensor":
         """``net.decode``; networks that render the target themselves (``conditions_decoder``)
@@ -440,7 +446,8 @@ class _Runner:
         m0, m1, m2 = win.out_shape
         rows = max(1, self.chunk // max(1, m1 * m2))
         feat32 = feat.float()
-        pred = torch.empty((m0, m1 * m2), dtype=torch.float32, device=self.device)
+        c = self.channels
+        pred = torch.empty((m0, m1 * m2, c), dtype=torch.float32, device=self.device)
         for i0 in range(0, m0, rows):
             i1 = min(i0 + rows, m0)
             samples = separable_sample(feat32, [mats[0][i0:i1], mats[1], mats[2]])
@@ -451,8 +458,8 @@ class _Runner:
                     coords = torch.stack(torch.meshgrid(axes[0][i0:i1], axes[1], axes[2], indexing="ij"),
                                          -1).reshape(-1, 3)
                     out = self.net.imnet(torch.cat([samples, coords], dim=-1)[None])
-            pred[i0:i1] = out.reshape(i1 - i0, m1 * m2).float()
-        return pred.reshape(win.out_shape)
+            pred[i0:i1] = out.reshape(i1 - i0, m1 * m2, c).float()
+        return pred.reshape(tuple(win.out_shape) + ((c,) if c > 1 else ()))
 
     def _sampled_decoder(self) -> bool:
         """The network decodes from sampled features alone (``decode_sampled``, physics models)."""

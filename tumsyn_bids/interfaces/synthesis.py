@@ -24,6 +24,7 @@ class _SynthesizeInputSpec(BaseInterfaceInputSpec):
     voxel_size = traits.List(traits.Float, minlen=3, maxlen=3, desc="output voxel size (mm)")
     mode = traits.Enum("fast", "faithful", usedefault=True, desc="inference mode")
     tissue_maps = traits.List(traits.Str, desc="also save these predicted tissue maps (PD, T1, T2, T2star, ...)")
+    refine = traits.Bool(True, usedefault=True, desc="physics-consistency refinement against the source")
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc="torch CPU threads")
     use_gpu = traits.Bool(False, usedefault=True, nohash=True, desc="node runs on a GPU (nipype MultiProc GPU slots)")
 
@@ -51,7 +52,8 @@ class Synthesize(SimpleInterface):
                                device=self.inputs.device, voxel_size=voxel, mode=self.inputs.mode,
                                num_threads=self.inputs.num_threads,
                                tissue_maps=tuple(self.inputs.tissue_maps or ()),
-                               source_prompt=self.inputs.source_prompt or None)
+                               source_prompt=self.inputs.source_prompt or None,
+                               refine=bool(self.inputs.refine))
         self._results["out_file"] = out
         self._results["info"] = asdict(info)
         return runtime

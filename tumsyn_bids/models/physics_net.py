@@ -109,13 +109,24 @@ def subject_condition(field: torch.Tensor, age: torch.Tensor, sex: torch.Tensor)
     return cond
 
 
+ALL_MAPS = "all"  # map request for every map at once: the decoder returns (..., len(MAP_NAMES))
+
+
 def map_condition(cond: torch.Tensor, name: str) -> torch.Tensor:
-    """A copy of ``cond`` asking the decoder for tissue map ``name`` (one of MAP_NAMES) instead of the image."""
-    if name not in MAP_NAMES:
-        raise ValueError(f"unknown tissue map {name!r}; known: {', '.join(MAP_NAMES)}")
+    """A copy of ``cond`` asking the decoder for tissue map ``name`` (one of MAP_NAMES, or ALL_MAPS
+    for all of them in MAP_NAMES order) instead of the image."""
+    if name != ALL_MAPS and name not in MAP_NAMES:
+        raise ValueError(f"unknown tissue map {name!r}; known: {', '.join(MAP_NAMES)} or {ALL_MAPS}")
     out = cond.clone()
-    out[..., _MAP] = float(MAP_NAMES.index(name) + 1)
+    out[..., _MAP] = float(len(MAP_NAMES) + 1 if name == ALL_MAPS else MAP_NAMES.index(name) + 1)
     return out
+
+
+def requested_channels(cond: torch.Tensor | None) -> int:
+    """Output channels of the decoder for ``cond``: len(MAP_NAMES) for an ALL_MAPS request, else 1."""
+    if cond is None:
+        return 1
+    return len(MAP_NAMES) if int(round(float(cond.reshape(-1, COND_DIM)[0, _MAP]))) == len(MAP_NAMES) + 1 else 1
 
 
 def subject_features(cond: torch.Tensor) -> torch.Tensor:
@@ -295,6 +306,8 @@ class PhysicsSynthNet(nn.Module):
         if cond is None:
             return maps["PD"][..., None]
         request = int(round(float(cond.reshape(-1, COND_DIM)[0, _MAP])))
+        if request == len(MAP_NAMES) + 1:
+            return torch.stack([maps[k] for k in MAP_NAMES], dim=-1)
         if request > 0:
             return maps[MAP_NAMES[request - 1]][..., None]
         protocol, contrast = protocol_of(cond)

@@ -64,7 +64,7 @@ def init_participant_wf(subject: str, jobs: list[Job], opts: RunOptions) -> pe.W
             prompt=out.prompt.text(), voxel_size=out.voxel_size, model=opts.model, weights=opts.weights,
             device=opts.device, mode=opts.mode, use_gpu=opts.use_gpu, omp_nthreads=opts.omp_nthreads,
             mem_gb=opts.synth_mem_gb, tissue_maps=tuple(TISSUE_MAPS) if opts.save_maps else (),
-            source_prompt=out.source_prompt.text() if out.source_prompt else "",
+            source_prompt=out.source_prompt.text() if out.source_prompt else "", refine=opts.refine,
             name=f"synth_{key}_wf",
         )
         outputs_wf = init_outputs_wf(

@@ -33,6 +33,7 @@ class RunOptions:
     skull_strip: str = "auto"
     mask_output: bool = False
     save_maps: bool = False  # also write the predicted tissue maps (bids.derivatives.TISSUE_MAPS)
+    refine: bool = True  # physics-consistency refinement (inference.refine)
     omp_nthreads: int = 1
     synth_mem_gb: float = 3.0
     template_spaces: tuple[str, ...] = ()  # e.g. ("MNI152NLin2009cAsym:res-2",)

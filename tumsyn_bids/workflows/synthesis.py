@@ -16,7 +16,7 @@ from tumsyn_bids.interfaces.synthesis import Synthesize
 def init_synthesis_wf(*, prompt: str, voxel_size: tuple[float, float, float], model: str,
                       weights: str | None, device: str, mode: str, use_gpu: bool, omp_nthreads: int,
                       mem_gb: float = 3.0, tissue_maps: tuple[str, ...] = (), source_prompt: str = "",
-                      name: str = "synthesis_wf") -> pe.Workflow:
+                      refine: bool = True, name: str = "synthesis_wf") -> pe.Workflow:
     """Masked source -> synthetic image (and, with ``tissue_maps``, those predicted maps: ``info["maps"]``).
 
     Inputs: ``conformed``, ``mask``. Outputs: ``synth_file``, ``info``.
@@ -27,7 +27,8 @@ def init_synthesis_wf(*, prompt: str, voxel_size: tuple[float, float, float], mo
     synthesize = pe.Node(
         Synthesize(prompt=prompt, voxel_size=[float(v) for v in voxel_size], model=model,
                    weights=weights or "", device=device, mode=mode, num_threads=omp_nthreads,
-                   use_gpu=use_gpu, tissue_maps=list(tissue_maps), source_prompt=source_prompt),
+                   use_gpu=use_gpu, tissue_maps=list(tissue_maps), source_prompt=source_prompt,
+                   refine=refine),
         name="synthesize", n_procs=1 if use_gpu else omp_nthreads, mem_gb=mem_gb,
     )
     workflow.connect([
