@@ -390,7 +390,8 @@ def write_bids(root: Path, cd: CaseData, src: str) -> Path:
 
 
 def app_command(bids: Path, out: Path, work: Path, case: str, tgt: str, protocol: str,
-                weights: str | None, model: str | None, device: str | None) -> tuple[list[str], str]:
+                weights: str | None, model: str | None, device: str | None,
+                refine: bool = True) -> tuple[list[str], str]:
     cmd = [sys.executable, "-m", "tumsyn_bids", str(bids), str(out), "participant", "--target", tgt,
            "--voxel", "1", "1", "1", "-w", str(work), "--skip-bids-validation", "--nprocs", "1",
            "--omp-nthreads", "2"]
@@ -404,6 +405,8 @@ def app_command(bids: Path, out: Path, work: Path, case: str, tgt: str, protocol
         cmd += ["--model", model]
     if device:
         cmd += ["--device", device]
+    if not refine:
+        cmd += ["--no-refine"]
     return cmd, used
 
 
@@ -501,7 +504,7 @@ def run_task(cd: CaseData, src: str, tgt: str, args, workroot: Path) -> dict:
     bids, out, work = task_dir / "bids", task_dir / "out", task_dir / "work"
     write_bids(bids, cd, src)
     cmd, used = app_command(bids, out, work, case, tgt, args.target_protocol, args.weights, args.model,
-                            args.device)
+                            args.device, refine=not args.no_refine)
     row = {"case": case, "source": src, "target": tgt, "task": f"{case}:{src}->{tgt}",
            "protocol": used, "command": " ".join(cmd)}
     print(f"[{row['task']}] running the app ({used} target protocol) ...", flush=True)
@@ -582,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", help="passed to the app")
     p.add_argument("--model", help="passed to the app")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="passed to the app")
+    p.add_argument("--no-refine", action="store_true", help="pass --no-refine to the app (the network alone)")
     p.add_argument("--figures", type=Path, metavar="FIGDIR", help="write one PNG per task here")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--work-dir", type=Path, help="work folder, kept (default: a temporary one, removed)")

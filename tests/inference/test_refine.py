@@ -140,3 +140,27 @@ def test_engine_returns_every_map_in_one_pass_equal_to_one_map_at_a_time():
         one = synthesize(image, np.eye(4), prompt, bundle, tissue_map=name, **kw)
         assert one.data.shape == both.data.shape[:3]
         np.testing.assert_allclose(both.data[..., MAP_NAMES.index(name)], one.data, rtol=1e-4, atol=1e-4)
+
+
+def test_a_second_source_resolves_what_one_leaves_ambiguous(brain):
+    from tumsyn_bids.inference.refine import SourceEvidence
+
+    labels, anchors, truth, _, mask = brain
+    gm_everywhere = _maps(labels, torch.stack([anchors[0], anchors[1], anchors[1], anchors[1]]))
+
+    def normalised(protocol):
+        img = _render(truth, protocol)
+        return img / img[mask].max()
+
+    flair = SourceEvidence(normalised(FLAIR), FLAIR, "FLAIR")
+    t2 = SourceEvidence(normalised(T2_SE), T2_SE, "T2w")
+    want = _render(truth, T1_SE)
+    one, _, s1 = refine(gm_everywhere, [flair], mask, None, "", T1_SE, "T1w")
+    two, _, s2 = refine(gm_everywhere, [flair, t2], mask, None, "", T1_SE, "T1w")
+    csf = labels == 3
+    assert (s1["sources"], s2["sources"]) == (1.0, 2.0)
+    # FLAIR alone: dark CSF reads as the dark side of the path near WM; with the T2w it is CSF
+    err_one = float((one - want)[csf].abs().mean() / want[csf].abs().mean())
+    err_two = float((two - want)[csf].abs().mean() / want[csf].abs().mean())
+    assert err_two < 0.5 * err_one
+    assert _corr(two, want, mask) > _corr(one, want, mask)

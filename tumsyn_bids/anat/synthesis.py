@@ -71,7 +71,8 @@ def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out
                     model: str = "tumsyn-small", weights: str | None = None, device: str = "auto",
                     voxel_size: tuple[float, float, float] | None = None, mode: str = "fast",
                     num_threads: int = 1, tissue_maps: Sequence[str] = (),
-                    source_prompt: str | None = None, refine: bool = True) -> SynthesisInfo:
+                    source_prompt: str | None = None, refine: bool = True,
+                    extra_sources: Sequence[tuple[str | Path, str | None]] = ()) -> SynthesisInfo:
     """Mask ``in_file`` with ``mask_file``, synthesize ``prompt`` and save float32 to ``out_file``.
 
     ``tissue_maps`` (names of ``physics_net.MAP_NAMES``, e.g. ``("T1", "PD")``) also saves those maps,
@@ -80,7 +81,10 @@ def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out
     source image's own prompt) tells physics-structured models how the input was acquired.
     ``refine`` (physics-structured models): one engine pass predicts all maps, which
     :mod:`tumsyn_bids.inference.refine` reads against the source before rendering the target; the
-    saved maps are then the refined ones, from the same pass.
+    saved maps are then the refined ones, from the same pass. ``extra_sources`` (multi-source
+    synthesis): ``(file, source prompt)`` of further sources of the session, already registered to
+    ``in_file`` (resampled here onto its grid in world coordinates when they are on another grid);
+    each with a known contrast adds its evidence to the refinement (ignored without refinement).
     """
     import torch
 
@@ -106,9 +110,18 @@ def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out
     if refine and predicts_tissue_maps(bundle):
         from tumsyn_bids.inference.refine import synthesize_refined
 
+        from tumsyn_bids.inference.refine import resample_to_grid
+
+        extra = []
+        for path, text in extra_sources:
+            other = nib.load(str(path))
+            values = resample_to_grid(np.asarray(other.dataobj, dtype=np.float32), other.affine, data.shape,
+                                      img.affine)
+            extra.append((np.where(mask, np.nan_to_num(values), 0.0).astype(np.float32), text or None))
+            LOGGER.info("extra source %s (prompt %r) joins the refinement", path, text)
         result, refined_maps, refinement = synthesize_refined(
-            data, img.affine, mask, prompt, bundle, source_prompt=source_prompt or None, voxel_size=voxel_size,
-            device=dev, mode=mode, progress=False)
+            data, img.affine, mask, prompt, bundle, source_prompt=source_prompt or None, extra_sources=extra,
+            voxel_size=voxel_size, device=dev, mode=mode, progress=False)
         _save(result.data, result.affine, out_file)
         for name in tissue_maps:
             maps[name] = map_file(out_file, name)
@@ -116,6 +129,8 @@ def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out
             LOGGER.info("tissue map %s of %s (model estimate, refined): %s", name, in_file, maps[name])
         tissue_maps = ()
     else:
+        if extra_sources:
+            LOGGER.info("%d extra source(s) unused: they inform the refinement, which is off", len(extra_sources))
         result = synthesize(data, img.affine, prompt, bundle, voxel_size=voxel_size, device=dev, mode=mode,
                             progress=False, source_prompt=source_prompt or None)
         _save(result.data, result.affine, out_file)
