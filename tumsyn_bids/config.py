@@ -29,13 +29,20 @@ class SourceSelector:
     """``--source`` as the CLI parsed it: what the user typed and the pybids entity filters it means.
 
     ``filters`` maps entity names (``suffix``, ``acquisition``, ``run``...) to wanted values.
+    ``more``: the further ``--source`` options when the flag was repeated (multi-source synthesis: one
+    source per option, in the order given).
     """
 
     spec: str
     filters: dict = field(default_factory=dict)
+    more: tuple["SourceSelector", ...] = ()
 
     def __str__(self) -> str:
-        return self.spec
+        return " ".join(s.spec for s in self.each())
+
+    def each(self) -> tuple["SourceSelector", ...]:
+        """One selector per ``--source`` option given."""
+        return (SourceSelector(self.spec, self.filters), *self.more)
 
     def describe(self) -> str:
         """``suffix=T1w, acquisition=mprage``: the filters in one line."""
@@ -63,7 +70,8 @@ class Settings:
     skip_bids_validation: bool = False
     targets: tuple[str, ...] = ("T2w",)
     voxel_size: tuple[float, float, float] | None = None  # None = the source's voxel size
-    source: SourceSelector | None = None  # parsed --source
+    source: SourceSelector | None = None  # parsed --source (repeated: .more)
+    sources: str = "auto"  # auto: every usable contrast of the session; single: one source (--sources)
     tr: float | None = None  # ms
     te: float | None = None  # ms
     ti: float | None = None  # ms
@@ -106,7 +114,9 @@ class Settings:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, SourceSelector):
-                value = {"spec": value.spec, "filters": json.dumps(value.filters, sort_keys=True)}
+                value = {"spec": value.spec, "filters": json.dumps(value.filters, sort_keys=True),
+                         **({"more": [{"spec": m.spec, "filters": json.dumps(m.filters, sort_keys=True)}
+                                      for m in value.more]} if value.more else {})}
             elif f.name in _JSON and value is not None:
                 value = json.dumps(value, sort_keys=True)  # TOML has no null; JSON keeps filter nulls
             value = _plain(value)
@@ -153,7 +163,8 @@ def _restore(name: str, value: Any) -> Any:
     if name in _JSON:
         return json.loads(value)
     if name == "source":
-        return SourceSelector(value["spec"], json.loads(value["filters"]))
+        more = tuple(SourceSelector(m["spec"], json.loads(m["filters"])) for m in value.get("more", ()))
+        return SourceSelector(value["spec"], json.loads(value["filters"]), more)
     if name in _PATHS:
         return Path(value)
     if name in _TUPLES:

@@ -14,6 +14,13 @@ Source-selection rule (deterministic; the chosen file and the reasons are record
 5. A candidate that is not a readable, complete NIfTI is passed over (the reason is recorded) and
    the next one in this order is used.
 
+Multi-source synthesis: with ``--sources auto`` (the default, no ``--source``) the chosen image is the
+*reference* (it defines the output grid and the brain mask) and the best image (steps 4-5) of every other
+contrast of the session except the target's is a further source, registered rigidly to the reference by
+the workflow. A session with only one usable contrast besides the target is planned exactly as with one
+source. ``--sources single`` or one ``--source`` keeps one source. A repeated ``--source`` picks one image
+per option (steps 3-5 within its matches); the reference among them is the first by steps 3-4.
+
 One planned output per session and target. With ``--skip-existing`` a target the session already
 has as a raw image is skipped. Prompts come from :mod:`tumsyn_bids.prompts` (``target_prompt``,
 ``source_prompt``): CLI overrides > default target protocol (at the source's field strength) > the
@@ -53,6 +60,31 @@ WEIGHTING_AXIS: dict[str, float] = {
 
 
 @dataclass(frozen=True)
+class ExtraSource:
+    """A further source of a multi-source output: registered rigidly to the reference by the workflow."""
+
+    path: Path
+    contrast: str
+    entities: dict
+    metadata: dict  # merged sidecar, implausible prompt fields removed
+    prompt: Prompt | None  # the image described in the source-prompt template
+    voxel_size: tuple[float, float, float] | None = None
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "contrast": self.contrast, "entities": dict(self.entities),
+                "metadata": dict(self.metadata), "prompt": self.prompt.text() if self.prompt else None,
+                "prompt_fields": asdict(self.prompt) if self.prompt else None,
+                "voxel_size": list(self.voxel_size) if self.voxel_size else None}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ExtraSource":
+        return cls(path=Path(data["path"]), contrast=data["contrast"], entities=dict(data.get("entities", {})),
+                   metadata=dict(data.get("metadata", {})),
+                   prompt=_prompt_from(data.get("prompt_fields"), data.get("prompt")),
+                   voxel_size=tuple(data["voxel_size"]) if data.get("voxel_size") else None)
+
+
+@dataclass(frozen=True)
 class PlannedOutput:
     """One image to synthesize."""
 
@@ -70,6 +102,7 @@ class PlannedOutput:
     source_contrast: str = "T1w"
     source_prompt: Prompt | None = None  # the source image described in the same template
     source_voxel_size: tuple[float, float, float] | None = None
+    extra_sources: tuple[ExtraSource, ...] = ()  # multi-source synthesis: further sources, best first
 
     @property
     def key(self) -> str:
@@ -85,6 +118,7 @@ class PlannedOutput:
         out["reasons"], out["notes"] = list(self.reasons), list(self.notes)
         out["voxel_size"] = list(self.voxel_size)
         out["source_voxel_size"] = list(self.source_voxel_size) if self.source_voxel_size else None
+        out["extra_sources"] = [extra.to_dict() for extra in self.extra_sources]
         return out
 
     @classmethod
@@ -97,6 +131,7 @@ class PlannedOutput:
         if data.get("source_voxel_size"):
             data["source_voxel_size"] = tuple(data["source_voxel_size"])
         data["reasons"], data["notes"] = tuple(data.get("reasons", ())), tuple(data.get("notes", ()))
+        data["extra_sources"] = tuple(ExtraSource.from_dict(e) for e in data.get("extra_sources", ()))
         return cls(**data)
 
 
@@ -258,7 +293,8 @@ def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan
     """Apply the selection rule to discovered sessions (no pybids needed: testable on records)."""
     from tumsyn_bids.anat.conform import geometry_warnings
 
-    source_filters = settings.source.filters if settings.source is not None else None
+    selectors = settings.source.each() if settings.source is not None else ()
+    source_filters = selectors[0].filters if len(selectors) == 1 else None
     plan = Plan()
     checked: dict[Path, tuple[tuple[int, ...], tuple[float, float, float]] | str] = {}
 
@@ -279,7 +315,11 @@ def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan
             if settings.skip_existing and target in present:
                 plan.skipped.setdefault(record.key, []).append(f"{target}: already present (--skip-existing)")
                 continue
-            ranked = rank_candidates(list(record.images), target, source_filters)
+            multi_reasons: list[str] = []
+            if len(selectors) > 1:  # a repeated --source: one image per option, ranked among themselves
+                ranked = _pick_per_selector(record.images, target, selectors, usable, multi_reasons)
+            else:
+                ranked = rank_candidates(list(record.images), target, source_filters)
             chosen, info, passed_over, first_problem = None, None, [], None
             for img in ranked:
                 result = usable(img)
@@ -291,7 +331,7 @@ def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan
                 break
             if chosen is None or info is None:
                 why = (
-                    f"no image matches --source {settings.source}" if source_filters and not ranked
+                    f"no image matches --source {settings.source}" if selectors and not ranked
                     else "no usable source image" + (" (all candidates unreadable)" if ranked else "")
                 )
                 plan.skipped.setdefault(record.key, []).append(f"{target}: {why}")
@@ -307,8 +347,8 @@ def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan
             chosen = replace(chosen, metadata=clean_metadata)
             contrast = contrast_of(chosen) or "T1w"
             reasons = list(passed_over)
-            if source_filters:
-                reasons.append(f"source chosen by --source ({settings.source.describe()})")
+            if selectors:
+                reasons.append("source chosen by --source (" + "; ".join(s.describe() for s in selectors) + ")")
             elif contrast == "T1w":
                 reasons.append("source is T1w (preferred)")
             else:
@@ -323,6 +363,30 @@ def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan
             reasons.append("voxel size from --voxel" if settings.voxel_size else "voxel size of the source")
             prompt, prompt_reasons, notes = target_prompt(target, chosen.metadata, voxel, demo,
                                                           prompt_overrides(settings))
+            if len(selectors) > 1:
+                extra_images = [img for img in ranked if img.path != chosen.path]
+            elif not selectors and settings.sources == "auto":
+                extra_images = _auto_extras(record.images, target, chosen, usable)
+            else:
+                extra_images = []
+            extras = []
+            for img in extra_images:
+                extra_clean, extra_problems = metadata_problems(img)
+                for line in extra_problems:
+                    if line not in plan.warnings:
+                        plan.warnings.append(line)
+                extra_contrast = contrast_of(img) or "T1w"
+                extra_voxel = checked[img.path][1]  # type: ignore[index]
+                extras.append(ExtraSource(path=img.path, contrast=extra_contrast, entities=dict(img.entities),
+                                          metadata=extra_clean,
+                                          prompt=source_prompt(extra_contrast, extra_clean, extra_voxel, demo),
+                                          voxel_size=tuple(float(v) for v in extra_voxel)))  # type: ignore[arg-type]
+            if extras:
+                how = "--source repeated" if selectors else "--sources auto"
+                multi_reasons.append(
+                    f"{len(extras) + 1} sources ({how}): {', '.join(e.path.name for e in extras)} also inform the "
+                    f"synthesis, registered rigidly to {chosen.path.name} (which defines the output grid and the "
+                    "brain mask); a source whose registration fails its check is dropped at run time")
             plan.outputs.append(
                 PlannedOutput(
                     subject=record.subject,
@@ -334,16 +398,43 @@ def plan_sessions(settings: "Settings", sessions: list["SessionRecord"]) -> Plan
                     prompt=prompt,
                     voxel_size=tuple(float(v) for v in voxel),  # type: ignore[arg-type]
                     demographics=demo,
-                    reasons=tuple(reasons + prompt_reasons),
+                    reasons=tuple(reasons + multi_reasons + prompt_reasons),
                     notes=tuple(notes) + tuple(problems),
                     source_contrast=contrast,
                     source_prompt=source_prompt(contrast, chosen.metadata, source_voxel, demo),
                     source_voxel_size=source_voxel,
+                    extra_sources=tuple(extras),
                 )
             )
         if no_source and record.key not in plan.sessions_without_source:
             plan.sessions_without_source.append(record.key)
     return plan
+
+
+def _pick_per_selector(images, target: str, selectors, usable, reasons: list[str]) -> list["ImageRecord"]:
+    """One usable image per ``--source`` option (the best of its matches not picked yet), ranked."""
+    picks: list = []
+    for selector in selectors:
+        for img in rank_candidates(list(images), target, selector.filters):
+            if img not in picks and not isinstance(usable(img), str):
+                picks.append(img)
+                break
+        else:
+            reasons.append(f"--source {selector.spec}: no usable image matches (not used)")
+    return rank_candidates(picks, target)
+
+
+def _auto_extras(images, target: str, chosen: "ImageRecord", usable) -> list["ImageRecord"]:
+    """``--sources auto``: the best usable image of each contrast other than the target's and the reference's."""
+    taken = {target, contrast_of(chosen)}
+    extras = []
+    for img in rank_candidates(list(images), target):
+        contrast = contrast_of(img)
+        if contrast in taken or isinstance(usable(img), str):
+            continue
+        taken.add(contrast)
+        extras.append(img)
+    return extras
 
 
 def build_plan(settings: "Settings", layout=None, *, use_database: bool = True) -> Plan:
@@ -382,6 +473,13 @@ def format_plan(plan, root: Path | None = None) -> str:
         voxel = "x".join(f"{v:g}" for v in out.voxel_size)
         lines.append(f"{where}  {out.target} <- {path}  voxel {voxel} mm")
         lines.append(f"  prompt:  {out.prompt.text()}")
+        if out.extra_sources:
+            lines.append(f"  sources: {len(out.extra_sources) + 1} (the first defines the output grid and the brain mask)")
+            rows = [(out.source_path, out.source_contrast, out.source_prompt, "reference, output grid")]
+            rows += [(e.path, e.contrast, e.prompt, "registered rigidly to the reference") for e in out.extra_sources]
+            for number, (src, contrast, src_prompt, role) in enumerate(rows, 1):
+                lines.append(f"    {number}. {src.name} ({contrast}; {role}): "
+                             f"{src_prompt.text() if src_prompt else 'prompt unknown'}")
         lines.append(f"  reasons: {'; '.join(out.reasons)}")
         if out.notes:
             lines.append(f"  notes:   {'; '.join(out.notes)}")

@@ -51,15 +51,25 @@ def paths_of(settings: "Settings", output: "PlannedOutput") -> "OutputPaths":
                         template_spaces=template_spaces(settings.output_spaces))
 
 
-def is_done(settings: "Settings", paths: "OutputPaths", prompt: str, model_name: str | None, sha256: str) -> bool:
-    """Whether a rerun would write the same files: all present, same prompt, model and weights."""
+def planned_sources(settings: "Settings", output: "PlannedOutput") -> list[str]:
+    """BIDS URIs of every source of ``output``, the reference first (several: multi-source synthesis)."""
+    from tumsyn_bids.bids.derivatives import dataset_relpath, raw_uri
+
+    return [raw_uri(dataset_relpath(path, settings.bids_dir))
+            for path in [output.source_path, *(e.path for e in output.extra_sources)]]
+
+
+def is_done(settings: "Settings", paths: "OutputPaths", prompt: str, model_name: str | None, sha256: str,
+            sources: list[str] | None = None) -> bool:
+    """Whether a rerun would write the same files: all present, same prompt, model, weights and sources."""
     from tumsyn_bids.bids.derivatives import is_up_to_date
 
     out_dir = Path(settings.output_dir)
     present = [paths.mask, *paths.templates.values()]
     return all((out_dir / p).is_file() for p in present) and all(
         is_up_to_date(out_dir / p, prompt=prompt, model_name=model_name, weights_sha256=sha256,
-                      masked_output=settings.mask_output) for p in paths.recorded(settings.save_maps))
+                      masked_output=settings.mask_output, sources=sources if p == paths.image else None)
+        for p in paths.recorded(settings.save_maps))
 
 
 def make_jobs(settings: "Settings", plan: "Plan", model_name: str | None, sha256: str
@@ -72,7 +82,7 @@ def make_jobs(settings: "Settings", plan: "Plan", model_name: str | None, sha256
     done: list[str] = []
     for output in plan.outputs:
         paths = paths_of(settings, output)
-        if is_done(settings, paths, output.prompt.text(), model_name, sha256):
+        if is_done(settings, paths, output.prompt.text(), model_name, sha256, planned_sources(settings, output)):
             done.append(paths.image.as_posix())
             continue
         reals = session_images(output.source_path, output.target)
@@ -94,6 +104,8 @@ def write_plan_records(settings: "Settings", plan: "Plan") -> None:
             "source": dataset_relpath(output.source_path, settings.bids_dir),
             "target": output.target,
             "prompt": output.prompt.text(),
+            **({"extra_sources": [dataset_relpath(e.path, settings.bids_dir) for e in output.extra_sources]}
+               if output.extra_sources else {}),
         })
     for key, message in plan.failed.items():  # no usable source: planned, not written (the group level lists it)
         for target in settings.targets:
@@ -173,6 +185,15 @@ def _run_participant_level(settings: "Settings", plan: "Plan", log_path: Path | 
                                                      if s not in failed for j in js]):
         console.print(f"tumsyn-bids: warning: {line}", markup=False)
         LOGGER.warning("%s", line)
+    from tumsyn_bids.anat.outputs import source_qc_warnings  # a further source dropped by its registration QC
+
+    from tumsyn_bids.bids.derivatives import sidecar_path
+
+    for line in source_qc_warnings([sidecar_path(out_dir / paths_of(settings, j.output).image)
+                                    for s, js in sorted(jobs.items()) if s not in failed for j in js
+                                    if j.output.extra_sources]):
+        console.print(f"tumsyn-bids: warning: {line}", markup=False)
+        LOGGER.warning("%s", line)
 
     subjects = sorted(set(jobs) | _missing_reports(out_dir, plan))
     report_failures = _write_reports(out_dir, subjects, {
@@ -189,6 +210,9 @@ def _log_plan(plan: "Plan") -> None:
     """Every planned output's source choice and its reasons (duplicate runs included) in the run log."""
     for output in plan.outputs:
         LOGGER.info("%s: source %s chosen: %s", output.key, output.source_path, "; ".join(output.reasons))
+        for extra in output.extra_sources:
+            LOGGER.info("%s: further source %s (%s, prompt %r), registered rigidly to %s", output.key, extra.path,
+                        extra.contrast, extra.prompt.text() if extra.prompt else None, output.source_path.name)
         for note in output.notes:
             LOGGER.info("%s: metadata note: %s", output.key, note)
     for line in plan.unreadable:

@@ -76,8 +76,14 @@ def write_synthetic(
     mask_output: bool = False,
     qc: dict[str, Any] | None = None,
     real_registered: str | Path | None = None,
+    extra_sources: list[dict[str, Any]] | None = None,
+    extra_qc: list[dict[str, Any]] | None = None,
 ) -> dict[str, str]:
-    """Write the synthetic image + sidecar (+ mask, tissue maps); return {kind: path}."""
+    """Write the synthetic image + sidecar (+ mask, tissue maps); return {kind: path}.
+
+    ``extra_sources`` (multi-source synthesis): ``{"path", "contrast", "prompt"}`` of each further raw
+    source, ``extra_qc`` their registration QC records (same order): see :func:`sources_record`.
+    """
     out_dir = Path(out_dir)
     rel_source = _relative_to(source_file, bids_dir)
     paths = bd.output_paths(rel_source, target)
@@ -114,9 +120,56 @@ def write_synthetic(
                **({"Refinement": _refinement_record(synthesis["refinement"])} if synthesis.get("refinement") else {})}
         or None,
     )
+    if extra_sources:
+        record = sources_record(bids_dir, source_file, synthesis, extra_sources, extra_qc or [])
+        sidecar["Sources"] = ([sidecar["Sources"][0]] + [e["Source"] for e in record[1:] if e["Used"]]
+                              + sidecar["Sources"][1:])
+        sidecar["SynthesisSources"] = record
     # The sidecar goes last: its presence with this prompt/model marks the output as complete.
     sidecar_file = bd.atomic_write_json(bd.sidecar_path(image_path), sidecar)
     return {"image": str(image_path), "sidecar": str(sidecar_file), "mask": str(mask_path), **maps}
+
+
+def sources_record(bids_dir: str | Path, source_file: str | Path, synthesis: dict[str, Any],
+                   extra_sources: list[dict[str, Any]], extra_qc: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sidecar's ``SynthesisSources``: every planned source (BIDS URI), how it was used, its registration QC.
+
+    A further source is used when its registration passed the QC and the refinement read it (the
+    refinement's ``sources`` count); a dropped one carries the QC's ``Warning``.
+    """
+    refinement = synthesis.get("refinement") or {}
+    n_read = int(refinement.get("sources", 1) or 1) if refinement.get("refined") else 1
+    entries: list[dict[str, Any]] = [{
+        "Source": bd.raw_uri(_relative_to(source_file, bids_dir)), "Used": True,
+        "Role": "reference: network input, output grid and brain mask",
+    }]
+    n_kept = sum(1 for qc in extra_qc if qc.get("Kept"))
+    for extra, qc in zip(extra_sources, extra_qc, strict=True):
+        entry: dict[str, Any] = {"Source": bd.raw_uri(_relative_to(extra["path"], bids_dir)),
+                                 "Contrast": extra.get("contrast"), "SourcePrompt": extra.get("prompt")}
+        if not qc.get("Kept"):
+            entry.update(Used=False, Role="dropped: its registration to the reference failed the check",
+                         Warning=qc.get("Warning"))
+        elif n_read < 1 + n_kept:
+            entry.update(Used=False, Role="not used: only the physics refinement reads further sources, and it "
+                                          "did not read them all (refinement off, or an acquisition unknown)")
+        else:
+            entry.update(Used=True, Role="registered rigidly to the reference; evidence in the physics refinement")
+        entry["RegistrationQC"] = {key: qc.get(key) for key in
+                                   ("Registration", "Metric", "Value", "Threshold", "ShiftMm", "RotationDeg", "Kept")}
+        entries.append(entry)
+    return entries
+
+
+def source_qc_warnings(sidecar_files) -> list[str]:
+    """``<synthetic image>: <source>: <warning>`` for each further source a multi-source output dropped."""
+    lines: list[str] = []
+    for path in sidecar_files:
+        sidecar = bd.read_json(Path(path)) or {}
+        for entry in sidecar.get("SynthesisSources") or []:
+            if entry.get("Warning"):
+                lines.append(f"{path}: {entry.get('Source')}: {entry['Warning']}")
+    return lines
 
 
 def _refinement_record(info: dict) -> dict:

@@ -476,10 +476,12 @@ def mask_sidecar(*, source_relpath: str | Path, method: str, extra: Mapping[str,
 
 
 def is_up_to_date(image: str | Path, *, prompt: str, model_name: str | None, weights_sha256: str,
-                  masked_output: bool | None = None) -> bool:
+                  masked_output: bool | None = None, sources: list[str] | None = None) -> bool:
     """True when ``image`` and its sidecar exist and record the same prompt, model and weights.
 
-    ``model_name`` None compares the weights digest only (it identifies the model too).
+    ``model_name`` None compares the weights digest only (it identifies the model too). ``sources``
+    (BIDS URIs of every planned source, reference first) must equal the sidecar's ``SynthesisSources``
+    when it has several; one source matches a sidecar without that entry.
     """
     image = Path(image)
     sidecar = read_json(sidecar_path(image))
@@ -492,6 +494,9 @@ def is_up_to_date(image: str | Path, *, prompt: str, model_name: str | None, wei
     )
     if masked_output is not None:
         same = same and sidecar.get("MaskedOutput") == bool(masked_output)
+    if sources is not None:
+        recorded = [entry.get("Source") for entry in sidecar.get("SynthesisSources") or []]
+        same = same and (recorded == list(sources) if len(sources) > 1 else len(recorded) <= 1)
     return bool(same)
 
 

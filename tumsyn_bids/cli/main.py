@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 import typer
 
 from tumsyn_bids import __version__
-from tumsyn_bids.cli.settings import AnalysisLevel, Device, InferenceMode, SkullStrip, build_settings
+from tumsyn_bids.cli.settings import AnalysisLevel, Device, InferenceMode, SkullStrip, Sources, build_settings
 from tumsyn_bids.errors import ExitCode, OutputError, TumsynError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only, keeps start-up light
@@ -109,10 +109,15 @@ def run_app(
     voxel: Optional[list[str]] = typer.Option(
         None, "--voxel", metavar="X Y Z", help="Output voxel size in mm (default: the source's).",
         rich_help_panel=_SYN),
-    source: Optional[str] = typer.Option(
+    source: Optional[list[str]] = typer.Option(
         None, "--source", metavar="SPEC",
-        help='Input image: a suffix (T2w), entities + suffix (acq-mprage_T1w) or JSON filters. Default: rule in docs.',
+        help='Input image: a suffix (T2w), entities + suffix (acq-mprage_T1w) or JSON filters. Default: rule in docs. '
+             'Repeat to synthesize from several sources.',
         rich_help_panel=_SYN),
+    sources: Optional[Sources] = typer.Option(
+        None, "--sources",
+        help="auto (default): every usable contrast of the session other than the target informs the synthesis "
+             "(registered to the first); single: one source, as chosen by the rule.", rich_help_panel=_SYN),
     tr: Optional[float] = typer.Option(None, "--tr", metavar="MS", help="Target TR in ms (default: protocol table).",
                                        rich_help_panel=_SYN),
     te: Optional[float] = typer.Option(None, "--te", metavar="MS", help="Target TE in ms.", rich_help_panel=_SYN),

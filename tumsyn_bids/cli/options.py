@@ -168,15 +168,19 @@ def load_filter_file(path: Path | None) -> dict:
     return filters
 
 
-def parse_source(value: str | None) -> SourceSelector | None:
+def parse_source(value: str | list[str] | tuple[str, ...] | None) -> SourceSelector | None:
     """``--source``: a suffix (``T2w``), an entity string (``acq-mprage_T1w``) or a JSON object.
 
     Returns the typed selector (its ``filters``: ``{"suffix": "T1w", "acquisition": "mprage"}``) or None.
+    A repeated ``--source`` (a list) gives one selector per option: the first, ``more`` holding the others.
     """
-    if value is None or not str(value).strip():
+    values = [value] if isinstance(value, str) or value is None else list(value)
+    texts = [str(v).strip() for v in values if v is not None and str(v).strip()]
+    if not texts:
         return None
-    text = str(value).strip()
-    return SourceSelector(text, _source_filters(text))
+    selectors = [SourceSelector(text, _source_filters(text)) for text in dict.fromkeys(texts)]
+    first = selectors[0]
+    return SourceSelector(first.spec, first.filters, tuple(selectors[1:]))
 
 
 def _source_filters(text: str) -> dict:

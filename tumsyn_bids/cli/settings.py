@@ -33,6 +33,11 @@ class SkullStrip(str, Enum):
     off = "off"
 
 
+class Sources(str, Enum):
+    auto = "auto"
+    single = "single"
+
+
 class InferenceMode(str, Enum):
     fast = "fast"
     faithful = "faithful"
@@ -77,6 +82,13 @@ def build_settings(values: dict) -> "Settings":
         opt.parse_positive(fa, "--fa")
     weights = _weights_location(values["weights"])
     source = opt.parse_source(values["source"])  # typed; a malformed --source is rejected now
+    sources = values.get("sources")
+    sources = sources.value if isinstance(sources, Enum) else sources
+    if sources is not None and sources not in {m.value for m in Sources}:
+        raise UsageError(f"--sources {sources}: expected auto or single")
+    if sources == "auto" and source is not None:
+        raise UsageError("--sources auto and --source cannot be combined: --source picks the sources itself "
+                         "(repeat it to pick several)")
     database = values["bids_database_dir"]
     vendor = values["vendor"]
     if vendor is not None and not vendor.strip():
@@ -100,6 +112,7 @@ def build_settings(values: dict) -> "Settings":
         targets=tuple(targets),
         voxel_size=opt.parse_voxel(values["voxel"]),
         source=source,
+        sources=sources or "auto",
         tr=opt.parse_positive(values["tr"], "--tr"),
         te=opt.parse_positive(values["te"], "--te"),
         ti=opt.parse_positive(values["ti"], "--ti"),

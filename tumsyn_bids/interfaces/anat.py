@@ -74,3 +74,32 @@ class BrainMask(SimpleInterface):
         self._results["out_file"] = out
         self._results["info"] = asdict(result)
         return runtime
+
+
+class _CoregisterSourceInputSpec(BaseInterfaceInputSpec):
+    reference = File(exists=True, mandatory=True, desc="conformed reference source (defines the grid)")
+    mask_file = File(exists=True, mandatory=True, desc="brain mask of the reference")
+    in_file = File(exists=True, mandatory=True, desc="conformed further source of the same session")
+    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="antspyx threads")
+
+
+class _CoregisterSourceOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="the further source registered rigidly onto the reference grid")
+    qc = traits.Dict(desc="registration QC: Metric, Value, Threshold, ShiftMm, RotationDeg, Kept, Warning")
+
+
+class CoregisterSource(SimpleInterface):
+    """Register a further source rigidly to the reference source and check the registration."""
+
+    input_spec = _CoregisterSourceInputSpec
+    output_spec = _CoregisterSourceOutputSpec
+
+    def _run_interface(self, runtime):
+        from tumsyn_bids.anat.registration import coregister_source
+
+        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(self.inputs.num_threads)
+        out = os.path.join(runtime.cwd, "registered.nii.gz")
+        self._results["qc"] = coregister_source(self.inputs.reference, self.inputs.mask_file, self.inputs.in_file,
+                                                out)
+        self._results["out_file"] = out
+        return runtime

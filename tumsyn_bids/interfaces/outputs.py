@@ -58,6 +58,8 @@ class _WriteDerivativesInputSpec(BaseInterfaceInputSpec):
     mask_output = traits.Bool(False, usedefault=True, desc="zero the synthetic image outside the mask")
     qc = traits.Dict(desc="QC numbers (when an acquired target exists)")
     real_registered = File(exists=True, desc="registered acquired image for the QC figure")
+    extra_sources = traits.List(traits.Dict, desc="further raw sources: path, contrast, prompt (multi-source)")
+    extra_qc = traits.List(traits.Dict, desc="their registration QC records, same order")
 
 
 class _WriteDerivativesOutputSpec(TraitedSpec):
@@ -82,6 +84,7 @@ class WriteDerivatives(SimpleInterface):
             source_metadata=inputs.source_metadata or {}, conditioning=inputs.conditioning or {},
             mask_output=inputs.mask_output, qc=inputs.qc or None,
             real_registered=inputs.real_registered or None,
+            extra_sources=inputs.extra_sources or [], extra_qc=inputs.extra_qc or [],
         )
         return runtime
 

@@ -25,6 +25,9 @@ class _SynthesizeInputSpec(BaseInterfaceInputSpec):
     mode = traits.Enum("fast", "faithful", usedefault=True, desc="inference mode")
     tissue_maps = traits.List(traits.Str, desc="also save these predicted tissue maps (PD, T1, T2, T2star, ...)")
     refine = traits.Bool(True, usedefault=True, desc="physics-consistency refinement against the source")
+    extra_sources = traits.List(File(exists=True), desc="further sources registered onto in_file's grid")
+    extra_prompts = traits.List(traits.Str, desc="their source prompts ('' = unknown), same order")
+    extra_qc = traits.List(traits.Dict, desc="their registration QC records (only Kept ones are used)")
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc="torch CPU threads")
     use_gpu = traits.Bool(False, usedefault=True, nohash=True, desc="node runs on a GPU (nipype MultiProc GPU slots)")
 
@@ -43,6 +46,7 @@ class Synthesize(SimpleInterface):
     def _run_interface(self, runtime):
         from dataclasses import asdict
 
+        from tumsyn_bids.anat.registration import kept_sources
         from tumsyn_bids.anat.synthesis import synthesize_file
 
         out = os.path.join(runtime.cwd, "synthetic.nii.gz")
@@ -53,7 +57,10 @@ class Synthesize(SimpleInterface):
                                num_threads=self.inputs.num_threads,
                                tissue_maps=tuple(self.inputs.tissue_maps or ()),
                                source_prompt=self.inputs.source_prompt or None,
-                               refine=bool(self.inputs.refine))
+                               refine=bool(self.inputs.refine),
+                               extra_sources=kept_sources(self.inputs.extra_sources or [],
+                                                          self.inputs.extra_prompts or [],
+                                                          self.inputs.extra_qc or []))
         self._results["out_file"] = out
         self._results["info"] = asdict(info)
         return runtime

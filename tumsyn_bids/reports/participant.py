@@ -121,6 +121,27 @@ def qc_rows(qc: dict[str, Any]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in rows if v not in ("", "<code></code>")]
 
 
+def source_rows(entries: list[dict[str, Any]]) -> str:
+    """One table row per source of a multi-source output: the source, its role and its registration QC."""
+    head = "<tr><th>#</th><th>Source</th><th>Contrast</th><th>Use</th><th>Registration QC</th></tr>"
+    body = []
+    for number, entry in enumerate(entries, 1):
+        qc = entry.get("RegistrationQC") or {}
+        if qc:
+            value = qc.get("Value")
+            check = (f"NMI {_num(value)} (threshold {_esc(qc.get('Threshold'))}), correction "
+                     f"{_num(qc.get('ShiftMm'), 1)} mm / {_num(qc.get('RotationDeg'), 1)} deg: "
+                     + ('<span class="ok">kept</span>' if qc.get("Kept") else '<span class="fail">dropped</span>'))
+        else:
+            check = "n/a (defines the grid)"
+        use = _esc(entry.get("Role"))
+        if entry.get("Warning"):
+            use += f'<br><span class="fail">{_esc(entry["Warning"])}</span>'
+        body.append(f"<tr><td>{number}</td><td><code>{_esc(entry.get('Source'))}</code></td>"
+                    f"<td>{_esc(entry.get('Contrast') or '')}</td><td>{use}</td><td>{check}</td></tr>")
+    return f"<table>{head}{''.join(body)}</table>"
+
+
 def _figure(out_dir: Path, svg: Path, png: Path | None, *, flicker: bool, alt: str) -> str:
     if (out_dir / svg).is_file():
         return svg_reportlet(svg, flicker=flicker, alt=alt)
@@ -183,6 +204,11 @@ def output_section(out_dir: Path, rec: OutputRecord) -> str:
         ("Source acquisition", _esc(", ".join(f"{k} {v}" for k, v in (sc.get("SourceAcquisition") or {}).items()))),
     ]
     parts.append(f'<div id="{_esc(stem)}-synthesis"><h2>Synthesis</h2>{_table(rows)}</div>')
+    if sc.get("SynthesisSources"):
+        parts.append(f'<div id="{_esc(stem)}-sources"><h2>Sources</h2><p class="elem-caption">Every source '
+                     "planned for this image (multi-source synthesis): the first defines the output grid and the "
+                     "brain mask; each further one was registered rigidly to it and checked.</p>"
+                     f'{source_rows(list(sc["SynthesisSources"]))}</div>')
     maps_svg = reportlet_relpath(rec.path, "maps")
     if (out_dir / maps_svg).is_file():
         parts.append(_reportlet(
@@ -212,6 +238,10 @@ def render_participant(out_dir: str | Path, subject: str, *, run_info: dict[str,
         if warning:
             warnings.append(f"<li><a href=\"#{_esc(rec.stem)}-mask\">{_esc(rec.stem)}</a>: "
                             f"{'' if warning.startswith('brain mask') else 'brain mask: '}{_esc(warning)}</li>")
+        for entry in rec.sidecar.get("SynthesisSources") or []:
+            if entry.get("Warning"):
+                warnings.append(f"<li><a href=\"#{_esc(rec.stem)}-sources\">{_esc(rec.stem)}</a>: source "
+                                f"<code>{_esc(entry.get('Source'))}</code>: {_esc(entry['Warning'])}</li>")
     n_errors = len(missing) + len(crashes)
     summary = [
         ("Participant", _esc(f"sub-{subject}")),

@@ -6,10 +6,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from tumsyn_bids import __version__
 from tumsyn_bids.bids.derivatives import TISSUE_MAPS
+from tumsyn_bids.interfaces.anat import CoregisterSource, Conform
 from tumsyn_bids.workflows.anatomical import init_anat_wf
 from tumsyn_bids.workflows.jobs import Job, RunOptions
 from tumsyn_bids.workflows.synthesis import init_outputs_wf, init_synthesis_wf
@@ -49,6 +51,8 @@ def init_participant_wf(subject: str, jobs: list[Job], opts: RunOptions) -> pe.W
     """All planned outputs of one participant: one anat branch per source, one synthesis per output."""
     workflow = pe.Workflow(name=f"sub_{safe(subject)}_wf")
     anat_wfs: dict[Path, pe.Workflow] = {}
+    conformed: dict[Path, pe.Node] = {}  # further sources, conformed once each
+    registered: dict[tuple[Path, Path], pe.Node] = {}  # (reference, further source) -> registration node
     for job in jobs:
         out = job.output
         source = Path(out.source_path)
@@ -65,13 +69,17 @@ def init_participant_wf(subject: str, jobs: list[Job], opts: RunOptions) -> pe.W
             device=opts.device, mode=opts.mode, use_gpu=opts.use_gpu, omp_nthreads=opts.omp_nthreads,
             mem_gb=opts.synth_mem_gb, tissue_maps=tuple(TISSUE_MAPS) if opts.save_maps else (),
             source_prompt=out.source_prompt.text() if out.source_prompt else "", refine=opts.refine,
+            extra_sources=tuple(e.prompt.text() if e.prompt else "" for e in out.extra_sources),
             name=f"synth_{key}_wf",
         )
         outputs_wf = init_outputs_wf(
             out_dir=opts.out_dir, bids_dir=opts.bids_dir, source_file=source, target=out.target,
             prompt=out.prompt.text(), source_metadata=dict(out.source_metadata),
             conditioning=conditioning(out), mask_output=opts.mask_output, real_file=job.real_file,
-            omp_nthreads=opts.omp_nthreads, template_spaces=opts.template_spaces, name=f"ds_{key}_wf",
+            omp_nthreads=opts.omp_nthreads, template_spaces=opts.template_spaces,
+            extra_sources=tuple({"path": str(e.path), "contrast": e.contrast,
+                                 "prompt": e.prompt.text() if e.prompt else None} for e in out.extra_sources),
+            name=f"ds_{key}_wf",
         )
         workflow.connect([
             (anat_wf, synth_wf, [("outputnode.conformed", "inputnode.conformed"),
@@ -82,6 +90,30 @@ def init_participant_wf(subject: str, jobs: list[Job], opts: RunOptions) -> pe.W
                                    ("outputnode.mask_info", "inputnode.mask_info"),
                                    ("outputnode.conformed", "inputnode.conformed")]),
         ])  # fmt:skip
+        if out.extra_sources:  # multi-source: conform + register each further source to this reference
+            n_extra = len(out.extra_sources)
+            files = pe.Node(niu.Merge(n_extra), name=f"extra_files_{key}")
+            qcs = pe.Node(niu.Merge(n_extra), name=f"extra_qc_{key}")
+            for index, extra in enumerate(out.extra_sources, 1):
+                path = Path(extra.path)
+                if path not in conformed:
+                    conformed[path] = pe.Node(Conform(in_file=str(path)), name=f"conform_{safe(_stem(path))}")
+                if (source, path) not in registered:
+                    reg = pe.Node(CoregisterSource(num_threads=opts.omp_nthreads),
+                                  name=f"coreg_{safe(_stem(path))}_to_{safe(_stem(source))}",
+                                  n_procs=opts.omp_nthreads, mem_gb=1.0)
+                    workflow.connect([
+                        (conformed[path], reg, [("out_file", "in_file")]),
+                        (anat_wf, reg, [("outputnode.conformed", "reference"), ("outputnode.mask", "mask_file")]),
+                    ])  # fmt:skip
+                    registered[(source, path)] = reg
+                reg = registered[(source, path)]
+                workflow.connect([(reg, files, [("out_file", f"in{index}")]), (reg, qcs, [("qc", f"in{index}")])])
+            workflow.connect([
+                (files, synth_wf, [("out", "inputnode.extra_files")]),
+                (qcs, synth_wf, [("out", "inputnode.extra_qc")]),
+                (qcs, outputs_wf, [("out", "inputnode.extra_qc")]),
+            ])  # fmt:skip
     return workflow
 
 
