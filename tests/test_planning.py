@@ -160,3 +160,70 @@ def test_plan_json_round_trip(tmp_path):
     again = Plan.from_json(plan.to_json())
     assert again.outputs == plan.outputs and again.skipped == plan.skipped
     assert parse_prompt(again.outputs[0].prompt.text()) == plan.outputs[0].prompt
+
+
+# --- multi-source synthesis (issue 20) ------------------------------------------------------------
+
+
+def _sources(out) -> list[str]:
+    return [out.source_path.name] + [e.path.name for e in out.extra_sources]
+
+
+def test_sources_auto_uses_every_other_contrast(tmp_path):
+    plan = plan_for(tmp_path, "many_variants", targets=("PDw",))
+    by_subject = {o.subject: o for o in plan.outputs}
+    one = by_subject["01"]
+    # reference by the existing rule; then the best image of every other contrast, nearest to PDw first
+    assert _sources(one) == ["sub-01_acq-mprageNOPMC_rec-wre_run-1_T1w.nii.gz", "sub-01_acq-PMCoff_FLAIR.nii.gz",
+                             "sub-01_acq-tsePMCoff_rec-wre_T2w.nii.gz", "sub-01_acq-PMCoff_T2starw.nii.gz"]
+    assert [e.contrast for e in one.extra_sources] == ["FLAIR", "T2w", "T2starw"]
+    flair = one.extra_sources[0].prompt
+    assert flair.modality == "FLAIR" and flair.ti_ms == pytest.approx(1800.0)  # its own source prompt
+    assert any(r.startswith("4 sources (--sources auto)") for r in one.reasons)
+    assert _sources(by_subject["02"]) == ["sub-02_acq-PMCoff_FLAIR.nii.gz", "sub-02_acq-PMCoff_T2starw.nii.gz"]
+    # one usable contrast besides the target: exactly today's single-source plan
+    assert _sources(by_subject["03"]) == ["sub-03_acq-PMCoff_T2starw.nii.gz"]
+    assert not any("sources" in r for r in by_subject["03"].reasons)
+
+
+def test_target_contrast_is_never_a_further_source(tmp_path):
+    plan = plan_for(tmp_path, "many_variants", targets=("FLAIR",))
+    one = next(o for o in plan.outputs if o.subject == "01")
+    assert "FLAIR" not in [e.contrast for e in one.extra_sources]
+    assert [e.contrast for e in one.extra_sources] == ["T2w", "T2starw"]
+
+
+def test_sources_single_and_one_source_keep_one(tmp_path):
+    auto = plan_for(tmp_path / "a", "many_variants", targets=("PDw",))
+    single = plan_for(tmp_path / "s", "many_variants", targets=("PDw",), sources="single")
+    assert all(o.extra_sources == () for o in single.outputs)
+    # apart from the further sources, single-source planning is unchanged
+    assert [(o.subject, o.source_path.name, o.prompt) for o in single.outputs] == [
+        (o.subject, o.source_path.name, o.prompt) for o in auto.outputs]
+    once = plan_for(tmp_path / "o", "many_variants", targets=("PDw",), source="T2w")
+    assert [_sources(o) for o in once.outputs] == [["sub-01_acq-tsePMCoff_rec-wre_T2w.nii.gz"]]
+
+
+def test_repeated_source_picks_one_image_per_option(tmp_path):
+    plan = plan_for(tmp_path, "many_variants", targets=("PDw",), source=parse_source(["T2w", "FLAIR"]))
+    by_subject = {o.subject: o for o in plan.outputs}
+    # the reference among the picks is the first by the ranking (FLAIR before T2w for PDw), not the first option
+    assert _sources(by_subject["01"]) == ["sub-01_acq-PMCoff_FLAIR.nii.gz", "sub-01_acq-tsePMCoff_rec-wre_T2w.nii.gz"]
+    assert any("--source repeated" in r for r in by_subject["01"].reasons)
+    assert _sources(by_subject["02"]) == ["sub-02_acq-PMCoff_FLAIR.nii.gz"]
+    assert "--source T2w: no usable image matches (not used)" in by_subject["02"].reasons
+    assert "03" not in by_subject and plan.skipped["sub-03"] == ["PDw: no image matches --source T2w FLAIR"]
+
+
+def test_multi_source_plan_round_trips_and_prints(tmp_path):
+    from tumsyn_bids.planning import format_plan
+
+    plan = plan_for(tmp_path, "many_variants", targets=("PDw",))
+    again = Plan.from_json(plan.to_json())
+    assert again.outputs == plan.outputs
+    text = format_plan(plan, tmp_path / "many_variants")
+    assert "  sources: 4 (the first defines the output grid and the brain mask)" in text
+    assert "    1. sub-01_acq-mprageNOPMC_rec-wre_run-1_T1w.nii.gz (T1w; reference, output grid): " in text
+    assert "    2. sub-01_acq-PMCoff_FLAIR.nii.gz (FLAIR; registered rigidly to the reference): " in text
+    single = plan_for(tmp_path / "s", "many_variants", targets=("PDw",), sources="single")
+    assert "sources:" not in format_plan(single)

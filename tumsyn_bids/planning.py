@@ -474,7 +474,8 @@ def format_plan(plan, root: Path | None = None) -> str:
         lines.append(f"{where}  {out.target} <- {path}  voxel {voxel} mm")
         lines.append(f"  prompt:  {out.prompt.text()}")
         if out.extra_sources:
-            lines.append(f"  sources: {len(out.extra_sources) + 1} (the first defines the output grid and the brain mask)")
+            lines.append(f"  sources: {len(out.extra_sources) + 1} "
+                         "(the first defines the output grid and the brain mask)")
             rows = [(out.source_path, out.source_contrast, out.source_prompt, "reference, output grid")]
             rows += [(e.path, e.contrast, e.prompt, "registered rigidly to the reference") for e in out.extra_sources]
             for number, (src, contrast, src_prompt, role) in enumerate(rows, 1):

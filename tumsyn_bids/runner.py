@@ -186,7 +186,6 @@ def _run_participant_level(settings: "Settings", plan: "Plan", log_path: Path | 
         console.print(f"tumsyn-bids: warning: {line}", markup=False)
         LOGGER.warning("%s", line)
     from tumsyn_bids.anat.outputs import source_qc_warnings  # a further source dropped by its registration QC
-
     from tumsyn_bids.bids.derivatives import sidecar_path
 
     for line in source_qc_warnings([sidecar_path(out_dir / paths_of(settings, j.output).image)

@@ -81,6 +81,9 @@ def test_python_dash_m_and_console_script(make_ds, tmp_path):
         (["{ds}", "{out}", "participant", "--weights", "{out}/none.pt"], "--weights"),
         (["{ds}", "{out}", "participant", "--participant-label", "sub-0_1"], "not a valid BIDS label"),
         (["{ds}", "{out}", "participant", "--source", "acq_T1w"], "--source"),
+        (["{ds}", "{out}", "participant", "--source", "T1w", "--source", "acq_T1w"], "--source acq_T1w"),
+        (["{ds}", "{out}", "participant", "--source", "T1w", "--sources", "auto"], "cannot be combined"),
+        (["{ds}", "{out}", "participant", "--sources", "all"], "--sources"),
     ],
 )
 def test_usage_errors_exit_64(cli, make_ds, tmp_path, args, message):

@@ -98,14 +98,27 @@ def test_settings_toml_round_trip(tmp_path):
         participant_labels=("01", "02"), bids_filters={"t1w": {"run": None, "acquisition": "*"}},
         plugin_settings={"plugin": "MultiProc", "plugin_args": {"n_procs": 2}}, targets=("T2w", "FLAIR"),
         voxel_size=(1.0, 1.0, 1.5), fa="T2var", tr=3000.0, weights=Path("/w.pt"), mem_mb=8192,
-        source=opt.parse_source('{"acq": "mprage", "run": 2, "echo": null}'),
+        source=opt.parse_source(['{"acq": "mprage", "run": 2, "echo": null}', "FLAIR"]), sources="single",
     )
     path = settings.to_toml()
     assert path == tmp_path / settings.run_uuid / "config.toml"
     loaded = Settings.from_toml(path)
     assert loaded == settings and loaded.bids_filters["t1w"]["run"] is None
     assert loaded.source.filters == {"acquisition": "mprage", "run": 2, "echo": None}  # typed --source survives
+    assert [s.filters for s in loaded.source.each()][1:] == [{"suffix": "FLAIR"}]  # so does a repeated one
+    assert loaded.sources == "single"
     assert not list(path.parent.glob(".*tmp"))  # atomic write leaves no temporary file
     assert settings.database_path == tmp_path / settings.run_uuid / "bids_db"
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.targets = ("T1w",)  # frozen
+
+
+def test_parse_repeated_source():
+    one = opt.parse_source(["acq-mprage_T1w"])
+    assert one.more == () and str(one) == "acq-mprage_T1w"
+    several = opt.parse_source(["T2w", "FLAIR", "T2w"])  # a repeated option counts once
+    assert [s.spec for s in several.each()] == ["T2w", "FLAIR"]
+    assert [s.filters for s in several.each()] == [{"suffix": "T2w"}, {"suffix": "FLAIR"}]
+    assert str(several) == "T2w FLAIR"
+    with pytest.raises(UsageError, match="--source acq_T1w"):
+        opt.parse_source(["T1w", "acq_T1w"])

@@ -11,7 +11,7 @@ from nipype.pipeline import engine as pe
 
 from tumsyn_bids import __version__
 from tumsyn_bids.bids.derivatives import TISSUE_MAPS
-from tumsyn_bids.interfaces.anat import CoregisterSource, Conform
+from tumsyn_bids.interfaces.anat import Conform, CoregisterSource
 from tumsyn_bids.workflows.anatomical import init_anat_wf
 from tumsyn_bids.workflows.jobs import Job, RunOptions
 from tumsyn_bids.workflows.synthesis import init_outputs_wf, init_synthesis_wf
