@@ -102,6 +102,12 @@ def test_misregistered_source_is_dropped_and_the_others_used(multi_run):
     assert 'id="sub-01_desc-tumsyn_FLAIR-sources"' in report
     assert report.count('<span class="fail">dropped</span>') == 1
     assert report.count('<span class="ok">kept</span>') == 1
+    # one registration flicker per further source, numbered as in SynthesisSources
+    figures = out / "sub-01" / "figures"
+    for number in (2, 3):
+        assert (figures / f"sub-01_desc-tumsyn_FLAIR_coreg{number}.svg").stat().st_size > 1000
+        assert f'id="sub-01_desc-tumsyn_FLAIR-source{number}"' in report
+    assert "Source 2: sub-01_PDw.nii.gz (not used)" in report and "Source 3: sub-01_T2w.nii.gz (used)" in report
 
 
 def test_multi_source_rerun_is_a_noop(multi_run):

@@ -111,3 +111,50 @@ def test_gpu_use_is_decided_without_touching_cuda():
     assert wants_gpu("cpu") is False and wants_gpu("cuda:1") is True
     assert wants_gpu("auto") is (shutil.which("nvidia-smi") is not None and wants_gpu("auto"))
     assert "torch.cuda" not in sys.modules or not __import__("torch").cuda.is_initialized()
+
+
+def test_multi_source_graph_registers_each_further_source_once(tmp_path):
+    from dataclasses import replace
+
+    from tumsyn_bids.planning import ExtraSource
+
+    anat = tmp_path / "bids/sub-01/anat"
+    anat.mkdir(parents=True)
+    files = {c: anat / f"sub-01_{c}.nii.gz" for c in ("T1w", "FLAIR", "PDw")}
+    for path in files.values():
+        path.write_bytes(b"")
+    extras = tuple(ExtraSource(path=files[c], contrast=c, entities={}, metadata={},
+                               prompt=Prompt(modality=c, voxel_size=(2.0, 2.0, 2.0), tr_ms=tr))
+                   for c, tr in (("FLAIR", 9000.0), ("PDw", 3000.0)))
+    jobs = {"01": [Job(replace(_output(files["T1w"], "01", target), extra_sources=extras))
+                   for target in ("T2w", "T2starw")]}
+    wf = init_tumsyn_wf(jobs, _opts(tmp_path), base_dir=tmp_path / "work")
+    names = set(wf.list_node_names())
+    # each further source conformed once and registered once to the reference, shared by both targets
+    assert {n for n in names if ".coreg_" in n} == {"sub_01_wf.coreg_sub_01_FLAIR_to_sub_01_T1w",
+                                                   "sub_01_wf.coreg_sub_01_PDw_to_sub_01_T1w"}
+    assert {n for n in names if n.startswith("sub_01_wf.conform_")} == {"sub_01_wf.conform_sub_01_FLAIR",
+                                                                        "sub_01_wf.conform_sub_01_PDw"}
+    synth = wf.get_node("sub_01_wf.synth_sub_01_T1w_T2w_wf.synthesize")
+    assert synth.inputs.extra_prompts == [e.prompt.text() for e in extras]
+    import networkx as nx
+
+    graph = wf._create_flat_graph()
+    by_name = {n.fullname.split(".", 1)[1]: n for n in graph.nodes()}
+
+    def feeds(a: str, b: str) -> bool:
+        return nx.has_path(graph, by_name[a], by_name[b])
+
+    assert feeds("sub_01_wf.anat_sub_01_T1w_wf.brain_mask", "sub_01_wf.coreg_sub_01_FLAIR_to_sub_01_T1w")
+    assert feeds("sub_01_wf.conform_sub_01_PDw", "sub_01_wf.coreg_sub_01_PDw_to_sub_01_T1w")
+    assert feeds("sub_01_wf.coreg_sub_01_PDw_to_sub_01_T1w", "sub_01_wf.synth_sub_01_T1w_T2starw_wf.synthesize")
+    assert feeds("sub_01_wf.coreg_sub_01_FLAIR_to_sub_01_T1w", "sub_01_wf.ds_sub_01_T1w_T2w_wf.write_derivatives")
+    assert not feeds("sub_01_wf.coreg_sub_01_FLAIR_to_sub_01_T1w", "sub_01_wf.anat_sub_01_T1w_wf.brain_mask")
+    assert feeds("sub_01_wf.coreg_sub_01_PDw_to_sub_01_T1w", "sub_01_wf.ds_sub_01_T1w_T2w_wf.reportlets")
+    reportlets = wf.get_node("sub_01_wf.ds_sub_01_T1w_T2w_wf.reportlets")
+    assert reportlets.inputs.extra_names == ["sub-01_FLAIR.nii.gz", "sub-01_PDw.nii.gz"]
+    write = wf.get_node("sub_01_wf.ds_sub_01_T1w_T2w_wf.write_derivatives")
+    assert [e["contrast"] for e in write.inputs.extra_sources] == ["FLAIR", "PDw"]
+    # a single-source output has none of it
+    single = init_tumsyn_wf({"01": [Job(_output(files["T1w"], "01"))]}, _opts(tmp_path), base_dir=tmp_path / "w2")
+    assert not any(".coreg_" in n or "extra_" in n for n in single.list_node_names())

@@ -18,6 +18,8 @@ class _ReportletsInputSpec(BaseInterfaceInputSpec):
     written = traits.Dict(mandatory=True, desc="what the derivatives writer wrote (image, mask, maps)")
     synth_file = File(exists=True, desc="synthetic image on the synthesis grid (RAS+)")
     real_registered = File(exists=True, desc="acquired target image after the QC registration, brain only")
+    extra_registered = traits.List(File(exists=True), desc="further sources after their registration")
+    extra_names = traits.List(traits.Str, desc="their raw file names, same order")
 
 
 class _ReportletsOutputSpec(TraitedSpec):
@@ -39,5 +41,6 @@ class Reportlets(SimpleInterface):
             out_dir=inputs.out_dir, source_file=inputs.source_file, target=inputs.target,
             written=inputs.written, synth_file=inputs.synth_file or None,
             real_registered=inputs.real_registered or None,
+            extra_registered=inputs.extra_registered or [], extra_names=inputs.extra_names or [],
         )
         return runtime

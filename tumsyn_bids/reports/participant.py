@@ -209,6 +209,16 @@ def output_section(out_dir: Path, rec: OutputRecord) -> str:
                      "planned for this image (multi-source synthesis): the first defines the output grid and the "
                      "brain mask; each further one was registered rigidly to it and checked.</p>"
                      f'{source_rows(list(sc["SynthesisSources"]))}</div>')
+        for number, entry in enumerate(sc["SynthesisSources"][1:], 2):
+            svg = reportlet_relpath(rec.path, f"coreg{number}")
+            if (out_dir / svg).is_file():
+                name = Path(str(entry.get("Source", ""))).name
+                state = "used" if entry.get("Used") else "not used"
+                parts.append(_reportlet(
+                    f"Source {number}: {name} ({state})", svg_reportlet(svg, flicker=True, alt=f"{name} registered"),
+                    caption=f"The source image and the further source <code>{_esc(name)}</code> after its rigid "
+                            f"registration, brain mask contour on both. {FLICKER_NOTE}",
+                    anchor=f"{stem}-source{number}"))
     maps_svg = reportlet_relpath(rec.path, "maps")
     if (out_dir / maps_svg).is_file():
         parts.append(_reportlet(

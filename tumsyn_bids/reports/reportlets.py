@@ -206,12 +206,17 @@ def _fresh(out_svg: Path, *inputs: str | Path) -> bool:
 
 def write_reportlets(*, out_dir: str | Path, source_file: str | Path, target: str,
                      written: Mapping[str, str], real_registered: str | Path | None = None,
-                     synth_file: str | Path | None = None, n_cuts: int = N_CUTS) -> dict[str, str]:
+                     synth_file: str | Path | None = None, n_cuts: int = N_CUTS,
+                     extra_registered: Sequence[str | Path] = (), extra_names: Sequence[str] = ()
+                     ) -> dict[str, str]:
     """Draw the reportlets of one synthetic output into ``out_dir/sub-X/figures``; return {kind: path}.
 
     ``written`` is what the derivatives writer returned (``image``, ``mask``, ``map_<name>``...).
     ``real_registered`` (the acquired target image after the QC registration, brain only, on the
-    synthesis grid of ``synth_file``) adds the acquired <-> synthetic flicker. A reportlet that
+    synthesis grid of ``synth_file``) adds the acquired <-> synthetic flicker. ``extra_registered``
+    (multi-source: each further source after its registration, on the conformed source grid; raw names
+    in ``extra_names``) adds one source <-> further-source flicker each (kind ``coreg2``, ``coreg3``...,
+    numbered as in the sidecar's ``SynthesisSources``). A reportlet that
     cannot be drawn is logged and left out (the report says so); it never costs the outputs.
     """
     from tumsyn_bids.bids.derivatives import TISSUE_MAPS
@@ -245,6 +250,9 @@ def write_reportlets(*, out_dir: str | Path, source_file: str | Path, target: st
         draw("acquired", plot_flicker, real_registered, masked_like(synth_file, real_registered), cuts=cuts,
              reference_label=f"acquired {target} (registered, brain)", image_label=f"synthetic {target} (brain)",
              contour=mask)
+    for number, (moved, name) in enumerate(zip(extra_registered, extra_names, strict=True), 2):
+        draw(f"coreg{number}", plot_flicker, source_file, moved, cuts=cuts, reference_label=f"source: {source_name}",
+             image_label=f"{name} (registered)", contour=mask)
     maps = {name: written[f"map_{name}"] for name in TISSUE_MAPS if f"map_{name}" in written}
     if maps:
         draw("maps", plot_maps, maps, cuts=cuts, units={k: v[1] for k, v in TISSUE_MAPS.items()})

@@ -113,6 +113,7 @@ def init_participant_wf(subject: str, jobs: list[Job], opts: RunOptions) -> pe.W
                 (files, synth_wf, [("out", "inputnode.extra_files")]),
                 (qcs, synth_wf, [("out", "inputnode.extra_qc")]),
                 (qcs, outputs_wf, [("out", "inputnode.extra_qc")]),
+                (files, outputs_wf, [("out", "inputnode.extra_files")]),
             ])  # fmt:skip
     return workflow
 

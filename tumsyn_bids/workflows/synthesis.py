@@ -55,12 +55,13 @@ def init_outputs_wf(*, out_dir: str | Path, bids_dir: str | Path, source_file: s
 
     ``template_spaces`` (e.g. ``MNI152NLin2009cAsym:res-2``) add a template-space copy each.
     ``extra_sources`` (multi-source): ``{"path", "contrast", "prompt"}`` of each further raw source; their
-    registration QC records come in as the list ``extra_qc``.
+    registration QC records and registered images come in as the lists ``extra_qc`` and ``extra_files``.
     Inputs: ``synth_file``, ``info`` (synthesis), ``mask``, ``mask_info``, ``conformed`` (source)
-    (+ ``extra_qc``).
+    (+ ``extra_qc``, ``extra_files``).
     """
     workflow = pe.Workflow(name=name)
-    fields = ["synth_file", "info", "mask", "mask_info", "conformed"] + (["extra_qc"] if extra_sources else [])
+    fields = ["synth_file", "info", "mask", "mask_info", "conformed"]
+    fields += ["extra_qc", "extra_files"] if extra_sources else []
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
     write = pe.Node(
         WriteDerivatives(out_dir=str(out_dir), bids_dir=str(bids_dir), source_file=str(source_file),
@@ -73,6 +74,9 @@ def init_outputs_wf(*, out_dir: str | Path, bids_dir: str | Path, source_file: s
         workflow.connect([(inputnode, write, [("extra_qc", "extra_qc")])])
     reportlets = pe.Node(Reportlets(out_dir=str(out_dir), source_file=str(source_file), target=target),
                          name="reportlets", mem_gb=0.5)
+    if extra_sources:
+        reportlets.inputs.extra_names = [Path(e["path"]).name for e in extra_sources]
+        workflow.connect([(inputnode, reportlets, [("extra_files", "extra_registered")])])
     workflow.connect([
         (inputnode, write, [("synth_file", "synth_file"), ("info", "synthesis"),
                             ("mask", "mask_file"), ("mask_info", "mask_info")]),
