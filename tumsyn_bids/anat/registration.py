@@ -89,20 +89,22 @@ def array_to_nifti(data: np.ndarray, reference: str | Path, dtype=np.float32) ->
 # A further source is registered rigidly to the reference, starting from the scanner (header) alignment
 # (images of one session share scanner space), with a short two-level pyramid (shrink 2 then 1).
 # Its QC has two parts, both measured on the project's simulated sessions (4 mm, T1w reference,
-# T2w/FLAIR/PDw further sources, noise and bias on; /tmp experiments reported in issue 20):
+# T2w/FLAIR/PDw further sources, noise and bias on; measured for issue 20):
 # - the size of the correction: scans of one session agree in scanner space up to head motion between
 #   them (a few mm). A correction above MAX_SHIFT_MM / MAX_ROTATION_DEG means the headers disagree or the
 #   registration jumped to another optimum; either way the source is not trusted. (A 20 mm header shift IS
 #   undone by the registration, NMI identical to the aligned pair: this rule is what drops it.)
-# - normalised mutual information inside the reference brain mask after registration: aligned pairs
-#   score 1.024 (PDw, whose contrast to T1w is weak) to 1.113 (T2w) with 32 bins; the same pairs 2-5 voxels
-#   apart 1.014-1.063. NMI cannot tell a small residual misalignment of a PDw apart, so the floor only
-#   catches a registration that leaves the images unrelated (failed optimisation, a wrong or empty image).
+# - normalised mutual information inside the reference brain mask after registration, 32 bins: aligned
+#   pairs of 13 simulated sessions (skull on and off) score 1.018-1.113 (the lowest: PDw, whose contrast to
+#   a T1w is weak), the same T1w against uniform noise 1.0014-1.0035 (the finite-sample bias of MI). The
+#   floor 1.01 sits between them: it catches a registration that leaves the images unrelated (a failed
+#   optimisation, a wrong or empty image). NMI cannot tell a PDw 2 voxels off from an aligned one
+#   (1.015-1.030 vs 1.018-1.037), so small residual misalignment is not what this check is for.
 COREG_SHRINK = (2, 1)
 COREG_SMOOTHING = (1, 0)
 COREG_ITERATIONS = (200, 100)
 NMI_BINS = 32
-NMI_THRESHOLD = 1.02
+NMI_THRESHOLD = 1.01
 MAX_SHIFT_MM = 10.0
 MAX_ROTATION_DEG = 10.0
 NMI_METRIC = f"normalised mutual information (H(A)+H(B))/H(A,B) inside the brain mask, {NMI_BINS} bins"
