@@ -47,3 +47,23 @@ def test_prompts_warns_about_implausible_and_missing_sidecars(make_ds, fx, tmp_p
     result = _invoke(ms)
     assert "sub-01_T1w.json: RepetitionTime 2300 is outside the plausible range 0.001-30 s" in result.output
     assert "(milliseconds instead of seconds?); treated as unknown (None in the prompt)" in result.output
+
+
+def test_prompts_lists_every_source_of_a_multi_source_output(make_ds):
+    ds = make_ds("many_variants")
+    result = _invoke(ds, "--participant-label", "02", "--target", "PDw")
+    assert result.exit_code == 0, result.output
+    assert "sub-02  PDw <- sub-02/anat/sub-02_acq-PMCoff_FLAIR.nii.gz" in result.output
+    assert "  sources: 2 (the first defines the output grid and the brain mask)" in result.output
+    assert "    1. sub-02_acq-PMCoff_FLAIR.nii.gz (FLAIR; reference, output grid): Age: " in result.output
+    assert "    2. sub-02_acq-PMCoff_T2starw.nii.gz (T2starw; registered rigidly to the reference): Age: " in result.output
+    single = _invoke(ds, "--participant-label", "02", "--target", "PDw", "--sources", "single")
+    assert single.exit_code == 0 and "sources:" not in single.output
+    picked = _invoke(ds, "--participant-label", "01", "--target", "PDw", "--source", "T2starw", "--source", "T2w",
+                     "--json")
+    out = json.loads(picked.output)["outputs"][0]
+    assert out["source_path"].endswith("sub-01_acq-tsePMCoff_rec-wre_T2w.nii.gz")  # T2w ranks before T2starw
+    assert [e["contrast"] for e in out["extra_sources"]] == ["T2starw"]
+    assert out["extra_sources"][0]["prompt"].startswith("Age: ")
+    bad = _invoke(ds, "--sources", "every")
+    assert bad.exit_code == 64 and "--sources every" in bad.output
