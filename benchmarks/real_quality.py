@@ -320,6 +320,19 @@ def hot_spot_share(candidate: np.ndarray, reference: np.ndarray, mask: np.ndarra
     return float((c > np.percentile(r, 99.9)).mean())
 
 
+def add_single_source(rows: list[dict], single_rows: list[dict]) -> None:
+    """Each multi-source row gets ``single``: the best zero-shot single-source model run among its sources
+    (and that run's calibrated score), from a single-source run of this script."""
+    by_task = {r["task"]: r for r in single_rows if "model" in r}
+    for r in rows:
+        runs = [by_task.get(f"{r['case']}:{s}->{r['target']}") for s in r["source"].split("+")]
+        runs = [x for x in runs if x is not None]
+        if runs:
+            best = max(runs, key=lambda x: x["model"]["psnr"])
+            r["single"] = {"psnr": best["model"]["psnr"], "calibrated": best.get("calibrated", {}).get("psnr"),
+                           "source": best["source"]}
+
+
 def summary_line(rows: list[dict]) -> str:
     """``zero-shot wins a/N, calibrated wins b/N, mean gap c dB`` (gap: zero-shot minus best baseline)."""
     scored = [r for r in rows if "model" in r]
@@ -329,8 +342,14 @@ def summary_line(rows: list[dict]) -> str:
     cal = sum(r["calibrated"]["psnr"] > r[r["best_baseline"]]["psnr"] for r in scored)
     gap = float(np.mean([r["model_minus_best_db"] for r in scored]))
     cal_gap = float(np.mean([r["calibrated"]["psnr"] - r[r["best_baseline"]]["psnr"] for r in scored]))
-    return (f"zero-shot wins {zero}/{len(scored)}, calibrated wins {cal}/{len(scored)}, mean gap {gap:+.2f} dB "
+    line = (f"zero-shot wins {zero}/{len(scored)}, calibrated wins {cal}/{len(scored)}, mean gap {gap:+.2f} dB "
             f"(calibrated {cal_gap:+.2f} dB)")
+    single = [r for r in scored if "single" in r]
+    if single:
+        wins = sum(r["model"]["psnr"] > r["single"]["psnr"] for r in single)
+        diff = float(np.mean([r["model"]["psnr"] - r["single"]["psnr"] for r in single]))
+        line += f"; ahead of the best single-source model {wins}/{len(single)}, mean {diff:+.2f} dB"
+    return line
 
 
 def baselines(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
@@ -340,9 +359,22 @@ def baselines(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict[
 # --- tasks and the app -----------------------------------------------------------------------------
 
 
-def tasks_of(case: Case) -> list[tuple[str, str]]:
+def tasks_of(case: Case, multi: bool = False) -> list[tuple[str, str]]:
+    """(source, target) pairs; with ``multi``, leave-one-out source SETS written 'T1w+T2w+FLAIR': for
+    each target, all the other contrasts and, when there are three or more, each pair of them."""
+    from itertools import combinations
+
     have = [c for c in CONTRASTS if c in case.images]
-    return [(s, t) for s in have for t in have if t != s and t in TARGETS]
+    if not multi:
+        return [(s, t) for s in have for t in have if t != s and t in TARGETS]
+    out = []
+    for t in have:
+        others = [c for c in have if c != t]
+        if t not in TARGETS or len(others) < 2:
+            continue
+        sets = [tuple(others)] + (list(combinations(others, 2)) if len(others) > 2 else [])
+        out += [("+".join(s), t) for s in sets]
+    return out
 
 
 def parse_filters(values: list[str] | None) -> list[tuple[str | None, str | None, str | None]]:
@@ -371,9 +403,15 @@ def bids_label(case: str) -> str:
 
 
 def write_bids(root: Path, cd: CaseData, src: str) -> Path:
-    """A one-image BIDS dataset: the masked source and its known sidecar fields."""
+    """A BIDS dataset of the masked source(s) (``src``: one contrast or several joined by '+') with
+    their known sidecar fields; returns the first source's path."""
     import nibabel as nib
 
+    paths = [_write_one(root, cd, s, nib) for s in src.split("+")]
+    return paths[0]
+
+
+def _write_one(root: Path, cd: CaseData, src: str, nib) -> Path:
     label = bids_label(cd.case.name)
     anat = root / f"sub-{label}" / "anat"
     anat.mkdir(parents=True, exist_ok=True)
@@ -505,6 +543,8 @@ def run_task(cd: CaseData, src: str, tgt: str, args, workroot: Path) -> dict:
     write_bids(bids, cd, src)
     cmd, used = app_command(bids, out, work, case, tgt, args.target_protocol, args.weights, args.model,
                             args.device, refine=not args.no_refine)
+    if "+" in src:
+        cmd += ["--sources", "auto"]
     row = {"case": case, "source": src, "target": tgt, "task": f"{case}:{src}->{tgt}",
            "protocol": used, "command": " ".join(cmd)}
     print(f"[{row['task']}] running the app ({used} target protocol) ...", flush=True)
@@ -513,9 +553,12 @@ def run_task(cd: CaseData, src: str, tgt: str, args, workroot: Path) -> dict:
     row["synthesis_s"] = round(time.perf_counter() - t0, 1)
     (task_dir / "app.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     reference, mask = cd.data[tgt], cd.mask
-    base = baselines(cd.data[src], reference, mask)
-    row["hist"] = masked_scores(base["hist"], reference, mask)
-    row["hist-inv"] = masked_scores(base["hist-inv"], reference, mask)
+    for one in src.split("+"):  # several sources: the best single-source oracle of each kind
+        base = baselines(cd.data[one], reference, mask)
+        for kind in ("hist", "hist-inv"):
+            score = masked_scores(base[kind], reference, mask)
+            if kind not in row or score["psnr"] > row[kind]["psnr"]:
+                row[kind] = {**score, "source": one}
     synth = None
     if proc.returncode != 0:
         row["error"] = f"app exit {proc.returncode}: " + (proc.stderr or proc.stdout).strip()[-600:]
@@ -545,7 +588,7 @@ def run_task(cd: CaseData, src: str, tgt: str, args, workroot: Path) -> dict:
         title = (f"{case}: {src} -> {tgt}   model {row['model']['psnr']:.1f} dB, "
                  f"{best} {row[best]['psnr']:.1f} dB (masked PSNR)\nslices through the {how}")
         fig = Path(args.figures) / f"real_{case}_{src}-to-{tgt}.png"
-        save_figure(fig, [(f"source {src}", cd.data[src]), ("synthetic", synth * mask),
+        save_figure(fig, [(f"source {src.split('+')[0]}", cd.data[src.split("+")[0]]), ("synthetic", synth * mask),
                           (f"acquired {tgt}", reference)], mask, cd.affine, centre, title)
         row["figure"] = str(fig)
     return row
@@ -586,6 +629,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="passed to the app")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="passed to the app")
     p.add_argument("--no-refine", action="store_true", help="pass --no-refine to the app (the network alone)")
+    p.add_argument("--multi", action="store_true",
+                   help="multi-source leave-one-out: each target from all other contrasts and from each pair")
+    p.add_argument("--single", type=Path, metavar="JSON",
+                   help="--multi: a single-source run's JSON; adds the best single-source model per task")
     p.add_argument("--figures", type=Path, metavar="FIGDIR", help="write one PNG per task here")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--work-dir", type=Path, help="work folder, kept (default: a temporary one, removed)")
@@ -597,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"not a folder: {args.dir}")
     cases = discover(args.dir)
     filters = parse_filters(args.tasks)
-    plan = [(c, s, t) for c in cases for s, t in tasks_of(c) if selected(c.name, s, t, filters)]
+    plan = [(c, s, t) for c in cases for s, t in tasks_of(c, args.multi) if selected(c.name, s, t, filters)]
     for c in cases:
         print(f"case {c.name}: {c.folder} [{', '.join(c.images)}]"
               + (f", mask {c.mask_file.name}" if c.mask_file else ""))
@@ -633,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
         elif not args.work_dir:
             shutil.rmtree(workroot, ignore_errors=True)
     print()
+    if args.single:
+        add_single_source(rows, json.loads(args.single.read_text())["rows"])
     print_table(rows)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

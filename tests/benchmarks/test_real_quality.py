@@ -240,3 +240,34 @@ def test_summary_line_counts_wins_against_the_best_baseline(rq):
             {"hist": {"psnr": 1.0}, "hist-inv": {"psnr": 2.0}, "best_baseline": "hist-inv", "error": "x"}]
     line = rq.summary_line(rows)
     assert line.startswith("zero-shot wins 1/3, calibrated wins 2/3, mean gap -2.00 dB")
+
+
+def test_multi_tasks_are_leave_one_out_sets_and_pairs(rq, real_dir):
+    root, labels, brain = real_dir
+    case = rq.discover(root)[0]  # T1w, T2w, FLAIR
+    tasks = rq.tasks_of(case, multi=True)
+    assert ("T2w+FLAIR", "T1w") in tasks and ("T1w+FLAIR", "T2w") in tasks and ("T1w+T2w", "FLAIR") in tasks
+    assert all("+" in s and t not in s.split("+") for s, t in tasks)
+    assert len(tasks) == 3  # two others per target: the set is the pair
+    assert all("+" not in s for s, _ in rq.tasks_of(case))
+
+
+def test_multi_rows_compare_with_the_best_single_source_run(rq):
+    single = [{"task": "c:T1w->T2w", "model": {"psnr": 14.0}, "calibrated": {"psnr": 15.0}, "source": "T1w"},
+              {"task": "c:FLAIR->T2w", "model": {"psnr": 15.5}, "calibrated": {"psnr": 15.2}, "source": "FLAIR"}]
+    rows = [{"case": "c", "source": "T1w+FLAIR", "target": "T2w", "model": {"psnr": 16.0},
+             "calibrated": {"psnr": 16.5}, "hist": {"psnr": 12.0}, "hist-inv": {"psnr": 15.0},
+             "best_baseline": "hist-inv", "model_minus_best_db": 1.0}]
+    rq.add_single_source(rows, single)
+    assert rows[0]["single"] == {"psnr": 15.5, "calibrated": 15.2, "source": "FLAIR"}
+    assert rq.summary_line(rows).endswith("ahead of the best single-source model 1/1, mean +0.50 dB")
+
+
+def test_multi_source_bids_input_holds_every_source_with_its_sidecar(rq, real_dir, tmp_path):
+    root, labels, brain = real_dir
+    cd = rq.load_case(rq.discover(root)[0])
+    first = rq.write_bids(tmp_path / "bids", cd, "T1w+FLAIR")
+    anat = first.parent
+    assert first.name.endswith("_T1w.nii.gz")
+    assert sorted(p.name.split("_", 1)[1] for p in anat.glob("*.nii.gz")) == ["FLAIR.nii.gz", "T1w.nii.gz"]
+    assert len(list(anat.glob("*.json"))) == 2
