@@ -129,3 +129,12 @@ def test_report_rows_show_each_source_and_its_qc():
     assert html.count("<tr>") == 4  # header + one row per source
     assert html.count('<span class="ok">kept</span>') == 1 and html.count('<span class="fail">dropped</span>') == 1
     assert "NMI 1.080 (threshold 1.02), correction 0.3 mm" in html and "misregistered" in html
+
+
+def test_coreg_pyramid_levels_follow_the_voxel_size():
+    from tumsyn_bids.anat.registration import coreg_pyramid
+
+    assert coreg_pyramid(1.0) == ((4, 2, 1), (2.0, 1.0, 0.0), (100, 50, 10))  # ~4 mm, ~2 mm, then a polish
+    assert coreg_pyramid(4.0) == ((2, 1), (1.0, 0.0), (200, 100))  # coarse images: two levels
+    shrink, sigmas, iterations = coreg_pyramid(0.7)
+    assert shrink[-1] == 1 and len(shrink) == len(sigmas) == len(iterations)
