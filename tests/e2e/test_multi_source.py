@@ -95,6 +95,8 @@ def test_misregistered_source_is_dropped_and_the_others_used(multi_run):
     # Sources lists the inputs used: the reference, the kept T2w, the mask; never the dropped PDw
     raw = [s for s in sidecar["Sources"] if s.startswith("bids:raw:")]
     assert raw == ["bids:raw:sub-01/anat/sub-01_T1w.nii.gz", "bids:raw:sub-01/anat/sub-01_T2w.nii.gz"]
+    assert sidecar["Description"].endswith("with the T2w image of the session registered to it as further evidence; "
+                                          "not acquired.")
     assert sidecar["Refinement"]["Applied"] is True
     assert sidecar["Refinement"]["SourceAcquisition"].count(";") == 1  # two sources read: T1w and T2w
     assert "sub-01_PDw.nii.gz" in proc.stderr and "misregistered" in proc.stderr  # the console warning

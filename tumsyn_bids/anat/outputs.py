@@ -97,6 +97,7 @@ def write_synthetic(
         real = qc.get("RealImage")
         if real:
             qc["RealImage"] = bd.raw_uri(_relative_to(real, bids_dir))
+    record = sources_record(bids_dir, source_file, synthesis, extra_sources, extra_qc or []) if extra_sources else []
     maps = write_maps(out_dir=out_dir, rel_source=rel_source, source_file=source_file, mask_file=mask_file,
                       mask_path=mask_path, target=target, prompt=prompt, synthesis=synthesis,
                       mask_output=mask_output, paths=paths)
@@ -119,9 +120,9 @@ def write_synthetic(
         extra={**(source_geometry(source_file) or {}),
                **({"Refinement": _refinement_record(synthesis["refinement"])} if synthesis.get("refinement") else {})}
         or None,
+        further_contrasts=[str(e.get("Contrast")) for e in record[1:] if e["Used"]],
     )
-    if extra_sources:
-        record = sources_record(bids_dir, source_file, synthesis, extra_sources, extra_qc or [])
+    if record:
         sidecar["Sources"] = ([sidecar["Sources"][0]] + [e["Source"] for e in record[1:] if e["Used"]]
                               + sidecar["Sources"][1:])
         sidecar["SynthesisSources"] = record
