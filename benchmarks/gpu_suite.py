@@ -215,7 +215,7 @@ def run_with_fallback(fn: Callable[[str], Any], device: str, *, cpu_fallback: bo
 
 def compare(ref: np.ndarray, other: np.ndarray) -> dict[str, Any]:
     """PSNR (range of ``ref``), max and mean |diff| on the common grid."""
-    common = tuple(min(a, b) for a, b in zip(ref.shape, other.shape))
+    common = tuple(min(a, b) for a, b in zip(ref.shape, other.shape, strict=False))
     sl = tuple(slice(0, n) for n in common)
     a, b = ref[sl].astype(np.float64), other[sl].astype(np.float64)
     diff = np.abs(a - b)
@@ -230,8 +230,8 @@ def centred_crop(vol: np.ndarray, factor: float, window: int) -> tuple[np.ndarra
     """A centred crop holding about ``factor`` of the voxels (each axis at least one window)."""
     edge = factor ** (1.0 / 3.0)
     shape = [min(n, max(window, int(n * edge))) for n in vol.shape]
-    lo = [(n - m) // 2 for n, m in zip(vol.shape, shape)]
-    return np.ascontiguousarray(vol[tuple(slice(a, a + m) for a, m in zip(lo, shape))]), shape
+    lo = [(n - m) // 2 for n, m in zip(vol.shape, shape, strict=False)]
+    return np.ascontiguousarray(vol[tuple(slice(a, a + m) for a, m in zip(lo, shape, strict=False))]), shape
 
 
 class Suite:
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args, out, t_start)
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=False):
             lg.removeHandler(handler)
             lg.setLevel(level)
         log.removeHandler(stream)

@@ -42,7 +42,7 @@ def phantom(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
 
     rng = np.random.default_rng(seed)
     coarse = gaussian_filter(rng.random(tuple(max(4, n // 4) for n in shape)), 1.0)
-    texture = zoom(coarse, [n / c for n, c in zip(shape, coarse.shape)], order=1)[: shape[0], : shape[1], : shape[2]]
+    texture = zoom(coarse, [n / c for n, c in zip(shape, coarse.shape, strict=False)], order=1)[: shape[0], : shape[1], : shape[2]]
     grids = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
     inside = sum(g**2 for g in grids) < 0.8
     return (1000.0 * texture * inside).astype(np.float32)

@@ -94,7 +94,7 @@ def to_grid(data: np.ndarray, affine: np.ndarray, ref_shape, ref_affine) -> np.n
 
 def crop_box(data: np.ndarray, affine: np.ndarray, lo, hi) -> tuple[np.ndarray, np.ndarray]:
     """``data[lo:hi]`` and the affine of that sub-grid."""
-    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=False))
     out = affine.copy()
     out[:3, 3] += affine[:3, :3] @ np.asarray(lo, float)
     return np.ascontiguousarray(data[sl]), out
@@ -215,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
         return 66
     bundle = load_model(args.model, weights=args.weights)
     rng = np.random.default_rng(args.seed)
-    t0 = time.time()
     tasks = [t for t in TASKS if args.tasks is None or f"{t[0]}->{t[1]}" in args.tasks]
     train_sims = [simulate(files[m], rng, args.field, args.spread, args.clean) for m in args.train_maps]
     luts = {(s, t): learn_lut(train_sims, s, t) for s, t in {(_base(s), t) for s, t in tasks}}

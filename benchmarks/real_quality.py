@@ -494,7 +494,7 @@ def save_figure(path: Path, rows: list[tuple[str, np.ndarray]], mask: np.ndarray
         lo, hi = np.maximum(nz.min(0) - 4, 0), np.minimum(nz.max(0) + 5, m_ras.shape)
     else:
         lo, hi = np.zeros(3, int), np.array(m_ras.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=False))
     c = np.clip(c, lo, hi - 1) - lo
     m_ras = m_ras[box]
     fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), facecolor="black")
@@ -505,7 +505,7 @@ def save_figure(path: Path, rows: list[tuple[str, np.ndarray]], mask: np.ndarray
         if whi <= wlo:
             whi = wlo + 1e-6
         planes = [v[:, :, c[2]].T, v[:, c[1], :].T, v[c[0], :, :].T]
-        for k, (plane, name) in enumerate(zip(planes, ("axial", "coronal", "sagittal"))):
+        for k, (plane, name) in enumerate(zip(planes, ("axial", "coronal", "sagittal"), strict=False)):
             ax = axes[r, k]
             ax.imshow(plane, cmap="gray", vmin=wlo, vmax=whi, origin="lower", interpolation="nearest")
             ax.set_xticks([])
@@ -599,12 +599,13 @@ def print_table(rows: list[dict]) -> None:
             f"{'zs-best':>7} {'cal-best':>8} {'|dC|':>6} {'hot %':>6} {'synth s':>7}")
     print(head)
     print("-" * len(head))
+    def cell(r, key):
+        return f"{r[key]['psnr']:5.2f}/{r[key]['ssim']:.3f}" if key in r else "-"
+
     for r in rows:
-        def cell(key):
-            return f"{r[key]['psnr']:5.2f}/{r[key]['ssim']:.3f}" if key in r else "-"
         best = r[r["best_baseline"]]["psnr"]
         cal_gap = r["calibrated"]["psnr"] - best if "calibrated" in r else float("nan")
-        print(f"{r['task']:<28} {cell('model'):>11} {cell('calibrated'):>11} {cell('hist'):>11} {cell('hist-inv'):>11} "
+        print(f"{r['task']:<28} {cell(r, 'model'):>11} {cell(r, 'calibrated'):>11} {cell(r, 'hist'):>11} {cell(r, 'hist-inv'):>11} "
               f"{r['best_baseline']:>8} {r.get('model_minus_best_db', float('nan')):>+7.2f} {cal_gap:>+8.2f} "
               f"{r.get('gm_wm_error', float('nan')):>6.3f} {100 * r.get('hot_spots', float('nan')):>6.2f} "
               f"{r['synthesis_s']:>7.1f}")

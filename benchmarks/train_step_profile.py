@@ -48,7 +48,7 @@ def profile_step(net, batch, cfg, device, *, channels_last: bool, amp: bool, rep
         t = tick("upload", t)
         cond = subject_condition(batch["field"].to(device), batch["age"].to(device), batch["sex"].to(device))
         cond = torch.cat([with_source(cond[b:b + 1], p, c) for b, (p, c) in
-                          enumerate(zip(batch["src_protocol"], batch["src_contrast"]))])
+                          enumerate(zip(batch["src_protocol"], batch["src_contrast"], strict=False))])
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             feat = net.encode(x, cond)
             t = tick("encode (no grad)", t)
@@ -68,9 +68,9 @@ def profile_step(net, batch, cfg, device, *, channels_last: bool, amp: bool, rep
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tumsyn_bids.inference.device import resolve_device
     from tumsyn_bids.models.physics_net import PhysicsSynthNet
     from tumsyn_bids.training.physics_data import SimConfig, load_label_volume, make_batch
-    from tumsyn_bids.inference.device import resolve_device
     from tumsyn_bids.training.physics_train import PhysicsTrainConfig, labelmap_files
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

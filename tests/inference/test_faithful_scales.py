@@ -49,7 +49,7 @@ def check_axis(n, s, wins, pad_lo, size, cells, contrib, crop=0):
     for win in wins:
         assert np.all(win.weights == 1.0)  # uniform averaging
         first = int(win.start * s) - crop
-        for j, c in zip(range(win.out_lo, win.out_hi), win.coords):
+        for j, c in zip(range(win.out_lo, win.out_hi), win.coords, strict=False):
             k = j - first
             assert c == pytest.approx(-1.0 + (2 * k + 1) / cells, abs=1e-12)
             cover[j].append((win.start, k))
@@ -107,7 +107,7 @@ def test_integer_scales_equal_the_exact_plan(n, s):
     _, _, m, pub = published_axis_windows(n, s, 60, 30)
     _, _, exact = axis_windows(n, int(n * s), 60, 30, spread=False, scheme="published")
     assert m == n * s and len(pub) == len(exact)
-    for a, b in zip(pub, exact):
+    for a, b in zip(pub, exact, strict=False):
         assert (a.start, a.out_lo, a.out_hi) == (b.start, b.out_lo, b.out_hi)
         np.testing.assert_allclose(a.coords, b.coords, atol=1e-12)
 
@@ -132,7 +132,7 @@ def test_3d_plan_from_the_faithful_grid():
     assert grid.scale == (1.5, 1.25, 2.5)
     assert grid.out_shape == (91, 121, 175)
     plan = plan_windows(shape, grid.out_shape, 60, 30, spread=False, scales=grid.scale)
-    per_axis = [published_axis_windows(n, s, 60, 30)[3] for n, s in zip(shape, grid.scale)]
+    per_axis = [published_axis_windows(n, s, 60, 30)[3] for n, s in zip(shape, grid.scale, strict=False)]
     assert len(plan.windows) == np.prod([len(w) for w in per_axis])
     count = np.zeros(grid.out_shape, int)
     for win in plan.windows:
@@ -166,7 +166,7 @@ def test_faithful_output_affine_is_geometrically_consistent():
     checked = 0
     for win in plan.windows:
         # windows whose grid lies on the published output grid: integer start * s and 60 * s
-        if not all(a.start * s == int(a.start * s) and 60 * s == int(60 * s) for a, s in zip(win.axes, grid.scale)):
+        if not all(a.start * s == int(a.start * s) and 60 * s == int(60 * s) for a, s in zip(win.axes, grid.scale, strict=False)):
             continue
         idx = np.stack(np.meshgrid(*(np.arange(a.out_lo, a.out_hi) for a in win.axes), indexing="ij"), -1)
         crd = np.stack(np.meshgrid(*(a.coords for a in win.axes), indexing="ij"), -1)
@@ -189,7 +189,7 @@ def test_faithful_output_affine_is_geometrically_consistent():
 def demo_loop(vol: np.ndarray, scales, w: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """The demo's loop with a trilinear "network": per window, decode its own cell grid and add it in
     from int(start * s); returns (sum, count). Axes must be at least ``w`` long."""
-    sizes = [int(n * s) for n, s in zip(vol.shape, scales)]
+    sizes = [int(n * s) for n, s in zip(vol.shape, scales, strict=False)]
     cells = [int(w * s) for s in scales]
     total, count = np.zeros(sizes), np.zeros(sizes)
     axes = [demo_starts(n, w, stride) for n in vol.shape]
@@ -200,8 +200,8 @@ def demo_loop(vol: np.ndarray, scales, w: int, stride: int) -> tuple[np.ndarray,
                 lin = [torch.tensor([-1.0 + (2 * k + 1) / c for k in range(c)]) for c in cells]
                 q = torch.stack(torch.meshgrid(*lin, indexing="ij"), -1).reshape(1, -1, 3)
                 pred = sample(crop, q, "zeros").reshape(cells).double().numpy()
-                o = [int(a * s) for a, s in zip((a0, a1, a2), scales)]
-                sl = tuple(slice(oo, oo + c) for oo, c in zip(o, cells))
+                o = [int(a * s) for a, s in zip((a0, a1, a2), scales, strict=False)]
+                sl = tuple(slice(oo, oo + c) for oo, c in zip(o, cells, strict=False))
                 total[sl] += pred
                 count[sl] += 1
     return total, count

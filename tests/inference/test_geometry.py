@@ -14,7 +14,7 @@ from tumsyn_bids.inference.geometry import output_grid, voxel_sizes
 
 def _corners(shape, affine) -> np.ndarray:
     """World coordinates of the 8 outer corners of the grid (voxel edges, not centres)."""
-    pts = np.array([[-0.5 if c == 0 else n - 0.5 for c, n in zip(combo, shape)] + [1.0]
+    pts = np.array([[-0.5 if c == 0 else n - 0.5 for c, n in zip(combo, shape, strict=False)] + [1.0]
                     for combo in itertools.product((0, 1), repeat=3)])
     return (affine @ pts.T).T[:, :3]
 
@@ -57,7 +57,7 @@ def test_oblique_affine_keeps_directions_and_extent(target):
     shape, aff = (21, 17, 9), _affine((0.9, 1.1, 2.5), rot, origin=(12.0, -40.0, 7.5))
     np.testing.assert_allclose(voxel_sizes(aff), (0.9, 1.1, 2.5))
     grid = output_grid(shape, aff, target)
-    expected = tuple(int(np.floor(n * v / t + 0.5)) for n, v, t in zip(shape, (0.9, 1.1, 2.5), np.broadcast_to(target, 3)))
+    expected = tuple(int(np.floor(n * v / t + 0.5)) for n, v, t in zip(shape, (0.9, 1.1, 2.5), np.broadcast_to(target, 3), strict=False))
     assert grid.out_shape == expected
     np.testing.assert_allclose(_corners(grid.out_shape, grid.affine), _corners(shape, aff), atol=1e-9)
     # directions unchanged, sizes = field of view / voxel count (within rounding of the request)

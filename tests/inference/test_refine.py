@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from tumsyn_bids.inference.refine import (
-    RefineSettings,
     path_points,
     refine,
     source_protocol_for_refinement,
@@ -136,7 +135,7 @@ def test_engine_returns_every_map_in_one_pass_equal_to_one_map_at_a_time():
     kw = dict(voxel_size=(1.5, 1.5, 1.5), device="cpu", progress=False, window=16)
     both = synthesize(image, np.eye(4), prompt, bundle, tissue_map=ALL_MAPS, **kw)
     assert both.data.shape[-1] == len(MAP_NAMES)
-    for i, name in enumerate(("T1", "T2")):
+    for name in ("T1", "T2"):
         one = synthesize(image, np.eye(4), prompt, bundle, tissue_map=name, **kw)
         assert one.data.shape == both.data.shape[:3]
         np.testing.assert_allclose(both.data[..., MAP_NAMES.index(name)], one.data, rtol=1e-4, atol=1e-4)

@@ -69,7 +69,7 @@ def test_partition_weights_sum_to_one_and_avoid_window_edges(n, m):
     _, _, full = axis_windows(n, m, window, stride, spread=True, scheme="published")
     total = np.zeros(m)
     decoded = 0
-    for w, f in zip(wins, full):
+    for w, f in zip(wins, full, strict=False):
         total[w.out_lo : w.out_hi] += w.weights
         decoded += w.out_hi - w.out_lo
         assert f.out_lo <= w.out_lo and w.out_hi <= f.out_hi  # a subset of the window's voxels

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tumsyn_bids.models.configs import LCCD_SMALL as SMALL, OFFICIAL
+from tumsyn_bids.models.configs import LCCD_SMALL as SMALL
+from tumsyn_bids.models.configs import OFFICIAL
 from tumsyn_bids.models.decoder import sample_features
 from tumsyn_bids.models.loading import infer_synthesis_args
 from tumsyn_bids.models.synthesis import SynthesisNet
@@ -35,7 +36,7 @@ def _reference_manifest() -> dict[str, tuple[int, ...]]:
     m[f"{f}mlp.dwconv.weight"] = (3072, 1, 3, 3, 3)
     m[f"{f}mlp.project_out.weight"] = (768, 1536, 1, 1, 1)
     dims = [771, 3072, 3072, 768, 256, 1]
-    for k, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+    for k, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=False)):
         m[f"imnet.layers.{2 * k}.weight"], m[f"imnet.layers.{2 * k}.bias"] = (b, a), (b,)
     return m
 

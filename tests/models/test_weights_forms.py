@@ -13,13 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fixtures_bids as fx
 import pytest
 import torch
 
-import fixtures_bids as fx
 from tumsyn_bids.models.checkpoint import save_official_layout
-from tumsyn_bids.models.synthesis import SynthesisNet
 from tumsyn_bids.models.configs import TextConfig
+from tumsyn_bids.models.synthesis import SynthesisNet
 from tumsyn_bids.models.text_encoder import TextEncoder
 
 

@@ -74,7 +74,7 @@ def hostile_out(tmp_path_factory):
     for path in (src, work / "synth.nii.gz"):
         nib.save(nib.Nifti1Image(data, aff), str(path))
     nib.save(nib.Nifti1Image((data > 0).astype(np.uint8), aff), str(work / "mask.nii.gz"))
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context():
         written = write_synthetic(
             out_dir=out, bids_dir=bids, source_file=src, synth_file=work / "synth.nii.gz",
             mask_file=work / "mask.nii.gz", target="T2w", prompt=payload("prompt"),

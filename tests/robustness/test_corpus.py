@@ -11,22 +11,19 @@ synthesis are in test_synthesis_cases.py.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
 import re
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import fixtures_bids as fx
 import nibabel as nb
 import numpy as np
 import pytest
-
-import fixtures_bids as fx
 
 H = sys.modules["tumsyn_robustness_helpers"]  # tests/robustness/helpers.py, loaded by conftest.py
 

@@ -19,11 +19,10 @@ import time
 import zlib
 from pathlib import Path
 
+import fixtures_bids as fx
 import nibabel as nib
 import numpy as np
 import pytest
-
-import fixtures_bids as fx
 
 H = sys.modules["tumsyn_robustness_helpers"]  # tests/robustness/helpers.py, loaded by conftest.py
 

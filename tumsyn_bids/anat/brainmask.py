@@ -178,7 +178,6 @@ def nonzero_mask(data: np.ndarray) -> np.ndarray:
 def deepbet_mask(in_file: str | Path) -> np.ndarray:
     """deepbet brain mask (CPU) on ``in_file``'s own grid."""
     import torch
-
     from deepbet import BrainExtraction
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))

@@ -108,9 +108,7 @@ def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out
     maps: dict[str, str] = {}
     refinement: dict = {}
     if refine and predicts_tissue_maps(bundle):
-        from tumsyn_bids.inference.refine import synthesize_refined
-
-        from tumsyn_bids.inference.refine import resample_to_grid
+        from tumsyn_bids.inference.refine import resample_to_grid, synthesize_refined
 
         extra = []
         for path, text in extra_sources:

@@ -360,8 +360,8 @@ class _Runner:
             return padded[a0 : a0 + w, a1 : a1 + w, a2 : a2 + w]
 
         flags = [not self.share_empty or bool(crop(win).any()) for win in plan.windows]
-        busy = [win for win, f in zip(plan.windows, flags) if f]
-        empty = [win for win, f in zip(plan.windows, flags) if not f]
+        busy = [win for win, f in zip(plan.windows, flags, strict=False) if f]
+        empty = [win for win, f in zip(plan.windows, flags, strict=False) if not f]
         groups = [busy[i : i + self.batch] for i in range(0, len(busy), self.batch)]
         if empty:
             groups.append(empty)
@@ -433,7 +433,7 @@ class _Runner:
 
         dev = self.device
         mats = [torch.as_tensor(interpolation_matrix(a.coords, n), dtype=torch.float32, device=dev)
-                for a, n in zip(win.axes, feat.shape[2:])]
+                for a, n in zip(win.axes, feat.shape[2:], strict=False)]
         axes = [torch.as_tensor(a.coords, dtype=torch.float32, device=dev) for a in win.axes]
         return mats, axes
 

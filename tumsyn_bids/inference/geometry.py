@@ -114,8 +114,8 @@ def output_grid(
         # input voxel sizes to 1e-6 mm (as written in the header), so that float noise in the norms
         # of an oblique affine cannot move a truncation (1.4999999999999998 * 60 -> 89)
         v_hdr = np.where(v_in >= 1e-3, np.round(v_in, 6), v_in)
-        scale = tuple(1.0 if voxel_size is None else float(vi) / float(vo) for vi, vo in zip(v_hdr, v_out))
-        out_shape = tuple(published_size(n, s) for n, s in zip(in_shape, scale))
+        scale = tuple(1.0 if voxel_size is None else float(vi) / float(vo) for vi, vo in zip(v_hdr, v_out, strict=False))
+        out_shape = tuple(published_size(n, s) for n, s in zip(in_shape, scale, strict=False))
         f = 1.0 / np.asarray(scale, float)
         s = np.eye(4)
         s[:3, :3] = np.diag(f)
@@ -126,7 +126,7 @@ def output_grid(
         out_shape = in_shape
     else:
         out_shape = tuple(
-            max(1, int(np.floor(n * vi / vo + 0.5))) for n, vi, vo in zip(in_shape, v_in, v_out)
+            max(1, int(np.floor(n * vi / vo + 0.5))) for n, vi, vo in zip(in_shape, v_in, v_out, strict=False)
         )
     f = np.asarray(in_shape, float) / np.asarray(out_shape, float)
     s = np.eye(4)

@@ -95,7 +95,7 @@ class WindowPlan:
 
     @property
     def padded_shape(self) -> tuple[int, int, int]:
-        return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_shape, self.pad))  # type: ignore[return-value]
+        return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_shape, self.pad, strict=False))  # type: ignore[return-value]
 
 
 def window_starts(padded: int, window: int, stride: int, *, spread: bool) -> list[int]:
@@ -147,7 +147,7 @@ def axis_windows(
         overlap = window - int(np.max(np.diff(starts)))
         band = max(overlap, 0) / 4.0 if margin is None else float(margin)
         band = min(band, max(overlap, 0) / 2.0)
-        bounds = [(a + b) / 2.0 + window / 2.0 - 0.5 for a, b in zip(starts[:-1], starts[1:])]
+        bounds = [(a + b) / 2.0 + window / 2.0 - 0.5 for a, b in zip(starts[:-1], starts[1:], strict=False)]
     else:
         band, bounds = 0.0, []
     result = []
@@ -207,7 +207,7 @@ def published_axis_windows(n: int, scale: float, window: int, stride: int) -> tu
             hi[k] = nxt
             covered = nxt
     result = []
-    for a, o, j0, j1 in zip(starts, offsets, lo, hi):
+    for a, o, j0, j1 in zip(starts, offsets, lo, hi, strict=False):
         k = np.arange(j0, j1, dtype=np.float64) - o
         coords = (2.0 * k + 1.0) / cells - 1.0
         result.append(AxisWindow(a, j0, max(j0, j1), coords, np.ones(max(0, j1 - j0))))
@@ -226,14 +226,14 @@ def plan_windows(
     if scales is not None:
         if scheme != "published" or spread:
             raise ValueError("the published index arithmetic needs scheme='published' and spread=False")
-        axes = [published_axis_windows(int(n), float(s), window, stride) for n, s in zip(in_shape, scales)]
+        axes = [published_axis_windows(int(n), float(s), window, stride) for n, s in zip(in_shape, scales, strict=False)]
         if tuple(m for _, _, m, _ in axes) != tuple(int(m) for m in out_shape):
             raise ValueError(f"output shape {tuple(out_shape)} is not the published int(N * s) "
                              f"{tuple(m for _, _, m, _ in axes)} for scales {tuple(scales)}")
         per_axis = [(lo, hi, w) for lo, hi, _, w in axes]
     else:
         per_axis = [axis_windows(int(n), int(m), window, stride, spread=spread, scheme=scheme, margin=margin)
-                    for n, m in zip(in_shape, out_shape)]
+                    for n, m in zip(in_shape, out_shape, strict=False)]
     pads = tuple((lo, hi) for lo, hi, _ in per_axis)
     windows = [
         Window(combo)  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ class MLP(nn.Module):
         super().__init__()
         dims = [in_dim, *hidden]
         mods: list[nn.Module] = []
-        for a, b in zip(dims[:-1], dims[1:]):
+        for a, b in zip(dims[:-1], dims[1:], strict=False):
             mods += [nn.Linear(a, b), nn.ReLU(inplace=True)]
         mods.append(nn.Linear(dims[-1], out_dim))
         self.layers = nn.Sequential(*mods)

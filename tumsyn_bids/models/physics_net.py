@@ -173,7 +173,7 @@ def point_head(in_dim: int, out_dim: int, hidden: Sequence[int]) -> nn.Sequentia
     """Per-point MLP with leaky ReLUs (plain ReLUs died early in training: the head went constant)."""
     dims = [in_dim, *hidden]
     layers: list[nn.Module] = []
-    for a, b in zip(dims[:-1], dims[1:]):
+    for a, b in zip(dims[:-1], dims[1:], strict=False):
         layers += [nn.Linear(a, b), nn.LeakyReLU(0.1)]
     layers.append(nn.Linear(dims[-1], out_dim))
     return nn.Sequential(*layers)
@@ -196,12 +196,12 @@ class UNet3D(nn.Module):
         widths = list(widths)
         self.down = nn.ModuleList([_block(in_channels, widths[0])])
         self.pool = nn.ModuleList()
-        for a, b in zip(widths[:-1], widths[1:]):
+        for a, b in zip(widths[:-1], widths[1:], strict=False):
             self.pool.append(nn.Conv3d(a, a, 2, stride=2))
             self.down.append(_block(a, b))
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
-        for a, b in zip(widths[::-1][:-1], widths[::-1][1:]):
+        for a, b in zip(widths[::-1][:-1], widths[::-1][1:], strict=False):
             if upsample == "transpose":  # what the shipped weights use; prone to checkerboard patterns
                 self.up.append(nn.ConvTranspose3d(a, b, 2, stride=2))
             else:  # resize-convolution (Odena et al. 2016): no checkerboard by construction
@@ -229,7 +229,7 @@ class UNet3D(nn.Module):
                 x = self.pool[i - 1](x)
             x = self._modulate(block(x), films.pop(0))
             skips.append(x)
-        for up, merge, skip in zip(self.up, self.merge, skips[-2::-1]):
+        for up, merge, skip in zip(self.up, self.merge, skips[-2::-1], strict=False):
             x = self._modulate(merge(torch.cat([up(x), skip], dim=1)), films.pop(0))
         return self.out(x)
 

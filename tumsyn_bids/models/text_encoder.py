@@ -7,11 +7,10 @@ NOT L2-normalised (the synthesis network was trained on the raw projection).
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
-
-import math
 
 import torch
 from torch import nn

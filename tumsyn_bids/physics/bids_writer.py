@@ -26,7 +26,6 @@ import numpy as np
 from tumsyn_bids import __version__
 from tumsyn_bids.atomic import atomic_write_bytes
 from tumsyn_bids.contrasts import get_contrast
-
 from tumsyn_bids.physics.realism import random_rigid
 from tumsyn_bids.physics.simulate import SimulatedImage, draw_subject, simulate_subject
 from tumsyn_bids.prompts import T2VAR

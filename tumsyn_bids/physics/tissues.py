@@ -163,7 +163,7 @@ def _range_at(r15: Range, r3: Range, field: float) -> Range:
     if math.isclose(field, 1.5):
         return r15
     out = []
-    for a, b in zip(r15, r3):
+    for a, b in zip(r15, r3, strict=False):
         if a <= 0 or b <= 0:
             out.append(b)
             continue

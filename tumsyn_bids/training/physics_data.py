@@ -50,7 +50,7 @@ def load_label_volume(path: str | Path) -> LabelVolume:
     head = ph.head_mask()
     idx = np.argwhere(head)
     lo, hi = np.maximum(idx.min(0) - 2, 0), np.minimum(idx.max(0) + 3, head.shape)
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=False))
     labels = torch.from_numpy(ph.labels[sl].astype(np.int64))
     brain = np.argwhere(ph.brain_mask[sl])
     centres = torch.from_numpy(brain[:: max(1, len(brain) // 20000)].astype(np.int64))

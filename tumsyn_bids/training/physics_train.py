@@ -76,7 +76,8 @@ class PhysicsTrainConfig:
 
 def labelmap_files(entries: list[str], held_out: list[str]) -> tuple[list[Path], list[Path]]:
     """(training files, held-out files) among the label maps the entries name (files or folders)."""
-    from tumsyn_bids.training.data_sim import is_held_out, labelmap_files as find
+    from tumsyn_bids.training.data_sim import is_held_out
+    from tumsyn_bids.training.data_sim import labelmap_files as find
 
     files = find(entries)
     train = [f for f in files if not is_held_out(f, held_out)]
@@ -162,7 +163,7 @@ def losses(net, batch: dict, cfg: PhysicsTrainConfig, rng: np.random.Generator, 
     x = batch["x"].to(device).contiguous(memory_format=torch.channels_last_3d)
     cond = subject_condition(batch["field"].to(device), batch["age"].to(device), batch["sex"].to(device))
     cond = torch.cat([with_source(cond[b:b + 1], p, c) for b, (p, c) in
-                      enumerate(zip(batch["src_protocol"], batch["src_contrast"]))])
+                      enumerate(zip(batch["src_protocol"], batch["src_contrast"], strict=False))])
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         feat = net.encode(x, cond)
         pred = net.dense_maps(feat)

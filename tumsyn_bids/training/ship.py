@@ -34,8 +34,8 @@ def portable_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def ship(run_dir: Path, dest: Path | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    from tumsyn_bids.models.checkpoint import atomic_torch_save, safe_load
     from tumsyn_bids.atomic import atomic_write_text
+    from tumsyn_bids.models.checkpoint import atomic_torch_save, safe_load
 
     run_dir = Path(run_dir)
     dest = dest or Path(str(resources.files("tumsyn_bids") / "data" / "models" / "tumsyn-small.pt"))
