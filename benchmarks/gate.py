@@ -71,7 +71,8 @@ def compare(old: dict[str, float], new: dict[str, float], tolerance: float) -> t
         return False, ["no task in common"]
     mean_old = sum(old[t] for t in shared) / len(shared)
     mean_new = sum(new[t] for t in shared) / len(shared)
-    lines.append(f"mean over {len(shared)} tasks: old {mean_old:.2f} dB, new {mean_new:.2f} dB ({mean_new - mean_old:+.2f})")
+    lines.append(f"mean over {len(shared)} tasks: old {mean_old:.2f} dB, new {mean_new:.2f} dB "
+                 f"({mean_new - mean_old:+.2f})")
     if mean_new < mean_old:
         ok = False
         lines.append("FAIL: worse on the mean")

@@ -42,7 +42,8 @@ def phantom(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
 
     rng = np.random.default_rng(seed)
     coarse = gaussian_filter(rng.random(tuple(max(4, n // 4) for n in shape)), 1.0)
-    texture = zoom(coarse, [n / c for n, c in zip(shape, coarse.shape, strict=False)], order=1)[: shape[0], : shape[1], : shape[2]]
+    texture = zoom(coarse, [n / c for n, c in zip(shape, coarse.shape, strict=False)], order=1)[
+        : shape[0], : shape[1], : shape[2]]
     grids = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
     inside = sum(g**2 for g in grids) < 0.8
     return (1000.0 * texture * inside).astype(np.float32)
@@ -170,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         parts = ["engine"] if args.skip_naive else ["naive", "engine"]
         for part in parts:
             save = str(Path(tmp) / f"{part}.npy")
-            cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--part", part, "--save", save]
+            cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]),
+                   "--part", part, "--save", save]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)

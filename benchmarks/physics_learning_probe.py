@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=args.lr)
     probe = simulate_sample(vols[0], cfg.sim, np.random.default_rng(99), torch.Generator().manual_seed(1))
     probe_cond = with_source(subject_condition(torch.tensor([probe["field"]]), torch.tensor([probe["age"]]),
-                                               torch.tensor([probe["sex"]])), probe["src_protocol"], probe["src_contrast"])
+                                               torch.tensor([probe["sex"]])),
+                             probe["src_protocol"], probe["src_contrast"])
     tissue = probe["maps"][0] > 0.05
     truth = np.log(probe["maps"][2][tissue].numpy())
     t0 = time.time()

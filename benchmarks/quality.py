@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             reference = t_img.ground_truth
             tgt_name = tgt.split(":")[-1]
             proto = default_protocol(tgt_name, args.field)
-            prompt = Prompt(get_contrast(tgt_name).prompt_modality, (1.0, 1.0, 1.0), age=t_img.prompt.age, sex=t_img.prompt.sex,
+            prompt = Prompt(get_contrast(tgt_name).prompt_modality, (1.0, 1.0, 1.0),
+                            age=t_img.prompt.age, sex=t_img.prompt.sex,
                             field_strength=args.field, vendor=proto.vendor, tr_ms=proto.tr_ms, te_ms=proto.te_ms,
                             ti_ms=proto.ti_ms, flip_angle=proto.flip_angle)
             res = synthesize(s_img.data, s_img.affine, prompt, bundle, voxel_size=(1.0, 1.0, 1.0), device="cpu",
@@ -265,11 +266,13 @@ def main(argv: list[str] | None = None) -> int:
                              "psnr_masked": m["masked"]["psnr"], "ssim_masked": m["masked"]["ssim"],
                              "psnr": m["whole"]["psnr"], "ssim": m["whole"]["ssim"]})
             print(f"{held} {src}->{tgt}: " + ", ".join(
-                f"{r['method']} {r['psnr_masked']:.2f}/{r['ssim_masked']:.3f}" for r in rows[-len(candidates):]), file=sys.stderr)
+                f"{r['method']} {r['psnr_masked']:.2f}/{r['ssim_masked']:.3f}" for r in rows[-len(candidates):]),
+                file=sys.stderr)
     print_table(rows)
     print(f"\nmodel {bundle.name} sha256 {bundle.sha256[:12]}; field {args.field} T; held-out {args.held_out}; "
           f"spread {args.spread}; {'clean' if args.clean else 'noisy, biased'} sources; "
-          f"crop {args.crop or 'none'}; synthesis {np.mean(synth_seconds):.1f} s per image (engine, CPU); total {time.time() - t_start:.0f} s")
+          f"crop {args.crop or 'none'}; synthesis {np.mean(synth_seconds):.1f} s per image (engine, CPU); "
+          f"total {time.time() - t_start:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

@@ -605,7 +605,8 @@ def print_table(rows: list[dict]) -> None:
     for r in rows:
         best = r[r["best_baseline"]]["psnr"]
         cal_gap = r["calibrated"]["psnr"] - best if "calibrated" in r else float("nan")
-        print(f"{r['task']:<28} {cell(r, 'model'):>11} {cell(r, 'calibrated'):>11} {cell(r, 'hist'):>11} {cell(r, 'hist-inv'):>11} "
+        print(f"{r['task']:<28} {cell(r, 'model'):>11} {cell(r, 'calibrated'):>11} {cell(r, 'hist'):>11} "
+              f"{cell(r, 'hist-inv'):>11} "
               f"{r['best_baseline']:>8} {r.get('model_minus_best_db', float('nan')):>+7.2f} {cal_gap:>+8.2f} "
               f"{r.get('gm_wm_error', float('nan')):>6.3f} {100 * r.get('hot_spots', float('nan')):>6.2f} "
               f"{r['synthesis_s']:>7.1f}")

@@ -92,7 +92,8 @@ def shot(ws, path, clip=None):
     print(path)
 
 
-def main(url, prefix, width=int(os.environ.get("SHOT_WIDTH", "1280")), height=int(os.environ.get("SHOT_HEIGHT", "900"))):
+def main(url, prefix, width=int(os.environ.get("SHOT_WIDTH", "1280")),
+         height=int(os.environ.get("SHOT_HEIGHT", "900"))):
     port = 9333
     profile = tempfile.mkdtemp()
     proc = subprocess.Popen(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
@@ -134,7 +135,8 @@ def main(url, prefix, width=int(os.environ.get("SHOT_WIDTH", "1280")), height=in
         expr = (f"(function(){{var b=document.getElementById('{block}');b.scrollIntoView({{block:'start'}});"
                 "window.scrollBy(0,-50);var r=b.getBoundingClientRect();"
                 "var o=b.querySelector('object').getBoundingClientRect();"
-                "return JSON.stringify([r.left,r.top,r.width,r.height,window.scrollY,o.left,o.top,o.width,o.height]);})()")
+                "return JSON.stringify([r.left,r.top,r.width,r.height,window.scrollY,"
+                "o.left,o.top,o.width,o.height]);})()")
         left, top, w, h, sy, ol, ot, ow, oh = json.loads(
             ws.call("Runtime.evaluate", expression=expr, returnByValue=True)["result"]["value"])
         time.sleep(1)

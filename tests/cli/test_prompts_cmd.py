@@ -56,7 +56,8 @@ def test_prompts_lists_every_source_of_a_multi_source_output(make_ds):
     assert "sub-02  PDw <- sub-02/anat/sub-02_acq-PMCoff_FLAIR.nii.gz" in result.output
     assert "  sources: 2 (the first defines the output grid and the brain mask)" in result.output
     assert "    1. sub-02_acq-PMCoff_FLAIR.nii.gz (FLAIR; reference, output grid): Age: " in result.output
-    assert "    2. sub-02_acq-PMCoff_T2starw.nii.gz (T2starw; registered rigidly to the reference): Age: " in result.output
+    assert ("    2. sub-02_acq-PMCoff_T2starw.nii.gz (T2starw; registered rigidly to the reference): Age: "
+            in result.output)
     single = _invoke(ds, "--participant-label", "02", "--target", "PDw", "--sources", "single")
     assert single.exit_code == 0 and "sources:" not in single.output
     picked = _invoke(ds, "--participant-label", "01", "--target", "PDw", "--source", "T2starw", "--source", "T2w",

@@ -222,7 +222,8 @@ def test_corrupt_participant_does_not_stop_the_others(sim_bids, random_checkpoin
 def test_sigkill_then_rerun_leaves_no_partial_file(sim_bids, random_checkpoint, tmp_path):
     bids = _stripped_dataset(sim_bids, tmp_path, ("01", "02"))
     out, work = tmp_path / "out", tmp_path / "work"
-    args = [sys.executable, "-m", "tumsyn_bids", *map(str, run_args(bids, out, work, random_checkpoint, "--nprocs", "1"))]
+    args = [sys.executable, "-m", "tumsyn_bids",
+            *map(str, run_args(bids, out, work, random_checkpoint, "--nprocs", "1"))]
     proc = subprocess.Popen(args, env=H.cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 300

@@ -72,7 +72,8 @@ def smooth_volume(shape, seed: int = 0) -> np.ndarray:
     for _ in range(4):
         centre = rng.uniform(0, 1, 3) * np.asarray(shape)
         width = rng.uniform(0.25, 0.4) * min(shape)
-        vol += rng.uniform(0.5, 1.0) * np.exp(-sum((g - c) ** 2 for g, c in zip(grids, centre, strict=False)) / (2 * width**2))
+        vol += rng.uniform(0.5, 1.0) * np.exp(
+            -sum((g - c) ** 2 for g, c in zip(grids, centre, strict=False)) / (2 * width**2))
     # taper to exactly zero on the outer faces, like a skull-stripped brain's background
     for axis, n in enumerate(shape):
         taper = np.sin(np.pi * np.arange(n) / max(n - 1, 1)) ** 2 if n > 2 else np.ones(n)

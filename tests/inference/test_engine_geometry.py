@@ -39,7 +39,8 @@ def test_super_resolution_samples_the_right_places(mode):
     res = synthesize(vol, aff, "p", Bundle(IdentityNet(), window=16), voxel_size=(0.5, 0.5, 1.0), mode=mode, **KW)
     assert res.data.shape == (60, 52, 36)
     norm = normalize_intensity(vol).astype(np.float64)
-    idx = np.meshgrid(*((np.arange(m) + 0.5) * n / m - 0.5 for n, m in zip(vol.shape, res.data.shape, strict=False)), indexing="ij")
+    idx = np.meshgrid(*((np.arange(m) + 0.5) * n / m - 0.5 for n, m in zip(vol.shape, res.data.shape, strict=False)),
+                      indexing="ij")
     truth = map_coordinates(norm, idx, order=1, mode="nearest")
     err = np.abs(res.data - truth)
     # the same comparison for output grids shifted by half an input voxel along each axis

@@ -166,7 +166,8 @@ def test_faithful_output_affine_is_geometrically_consistent():
     checked = 0
     for win in plan.windows:
         # windows whose grid lies on the published output grid: integer start * s and 60 * s
-        if not all(a.start * s == int(a.start * s) and 60 * s == int(60 * s) for a, s in zip(win.axes, grid.scale, strict=False)):
+        if not all(a.start * s == int(a.start * s) and 60 * s == int(60 * s)
+                   for a, s in zip(win.axes, grid.scale, strict=False)):
             continue
         idx = np.stack(np.meshgrid(*(np.arange(a.out_lo, a.out_hi) for a in win.axes), indexing="ij"), -1)
         crd = np.stack(np.meshgrid(*(a.coords for a in win.axes), indexing="ij"), -1)

@@ -57,13 +57,15 @@ def test_oblique_affine_keeps_directions_and_extent(target):
     shape, aff = (21, 17, 9), _affine((0.9, 1.1, 2.5), rot, origin=(12.0, -40.0, 7.5))
     np.testing.assert_allclose(voxel_sizes(aff), (0.9, 1.1, 2.5))
     grid = output_grid(shape, aff, target)
-    expected = tuple(int(np.floor(n * v / t + 0.5)) for n, v, t in zip(shape, (0.9, 1.1, 2.5), np.broadcast_to(target, 3), strict=False))
+    expected = tuple(int(np.floor(n * v / t + 0.5))
+                     for n, v, t in zip(shape, (0.9, 1.1, 2.5), np.broadcast_to(target, 3), strict=False))
     assert grid.out_shape == expected
     np.testing.assert_allclose(_corners(grid.out_shape, grid.affine), _corners(shape, aff), atol=1e-9)
     # directions unchanged, sizes = field of view / voxel count (within rounding of the request)
     np.testing.assert_allclose(grid.affine[:3, :3] / grid.voxel_size, aff[:3, :3] / voxel_sizes(aff), atol=1e-12)
     np.testing.assert_allclose(grid.voxel_size, np.asarray(shape) * (0.9, 1.1, 2.5) / np.asarray(expected))
-    assert np.all(np.abs(grid.voxel_size - np.broadcast_to(target, 3)) <= np.broadcast_to(target, 3) / np.asarray(expected))
+    assert np.all(np.abs(grid.voxel_size - np.broadcast_to(target, 3))
+                  <= np.broadcast_to(target, 3) / np.asarray(expected))
 
 
 def test_scale_one_keeps_input_grid_exactly():

@@ -33,7 +33,8 @@ def test_native_round_trip_and_prompt_cache(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv(ENV_WEIGHTS, raising=False)
     src = make_random_bundle("lccd-small", seed=3)
     again = make_random_bundle("lccd-small", seed=3)
-    assert all(torch.equal(a, b) for a, b in zip(src.net.state_dict().values(), again.net.state_dict().values(), strict=False))
+    assert all(torch.equal(a, b)
+               for a, b in zip(src.net.state_dict().values(), again.net.state_dict().values(), strict=False))
     path = tmp_path / "small.pt"
     digest = save_native(path, src.spec, src.text_encoder, src.net)
     assert digest == sha256_file(path) and not list(tmp_path.glob(".*tmp"))  # atomic write left nothing
@@ -133,7 +134,8 @@ def test_wrong_architecture_lists_keys(tmp_path):
     assert "unexpected keys [1]: fusion.block.0.norm1.body.weight" in msg
     assert "shape mismatch [1]: encoder.tail.0.bias (5,)!=(96,)" in msg
     # a native checkpoint whose spec does not match its weights
-    small, other = make_random_bundle("lccd-small"), SynthesisNet(enc_width=4, n_resblocks=1, feat_dim=8, text_dim=32, heads=2)
+    small, other = make_random_bundle("lccd-small"), SynthesisNet(enc_width=4, n_resblocks=1, feat_dim=8, text_dim=32,
+                                                                  heads=2)
     bad = tmp_path / "bad.pt"
     save_native(bad, small.spec, small.text_encoder, other)
     with pytest.raises(DataError, match="wrong architecture for synthesis network 'lccd': missing keys"):

@@ -84,7 +84,8 @@ def test_decoder_samples_at_cell_centres_in_array_axis_order():
     expected = torch.tensor([feat[0, 0, 3, 1, 0], feat[0, 0, 0, 2, 1], feat[0, 0, 2, 0, 1]])
     torch.testing.assert_close(got, expected)
     # zero padding outside the window: half way past the last cell centre blends with zeros
-    out = sample_features(torch.ones(1, 1, 2, 2, 2, dtype=torch.float64), torch.tensor([[[1.0, 0.0, 0.0]]], dtype=torch.float64))
+    out = sample_features(torch.ones(1, 1, 2, 2, 2, dtype=torch.float64),
+                          torch.tensor([[[1.0, 0.0, 0.0]]], dtype=torch.float64))
     torch.testing.assert_close(out, torch.full((1, 1, 1), 0.5, dtype=torch.float64))
 
 

@@ -69,6 +69,7 @@ def test_verified_download_from_file_url(tmp_path):
 
 
 def test_cli_import_stays_light():
-    code = "import sys, tumsyn_bids.cli.weights_cmd; print(sorted(m for m in ('torch', 'nipype', 'ants') if m in sys.modules))"
+    code = ("import sys, tumsyn_bids.cli.weights_cmd; "
+            "print(sorted(m for m in ('torch', 'nipype', 'ants') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

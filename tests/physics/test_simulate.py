@@ -184,14 +184,16 @@ def test_rician_noise_statistics():
 def test_identity_transform_reproduces_and_deformation_moves(sphere_phantom):
     props = draw_tissue_properties(sphere_phantom, 3.0, np.random.default_rng(0))
     image = render(sphere_phantom, props, resolve_protocol("T2w", 3.0))
-    coords = sampling_coordinates(image.shape, sphere_phantom.affine, sphere_phantom.affine, SpatialTransform(np.eye(4)))
+    coords = sampling_coordinates(image.shape, sphere_phantom.affine, sphere_phantom.affine,
+                                  SpatialTransform(np.eye(4)))
     np.testing.assert_allclose(warp(image, coords), image, atol=1e-6)
     transform = random_transform(np.random.default_rng(1), sphere_phantom.shape, sphere_phantom.affine,
                                  rotation_deg=10, elastic_mm=3.0)
     moved = deform_phantom(sphere_phantom, transform)
     changed = (moved.labels != sphere_phantom.labels).mean()
     assert 0.01 < changed < 0.5
-    assert abs(int(moved.brain_mask.sum()) - int(sphere_phantom.brain_mask.sum())) < 0.35 * sphere_phantom.brain_mask.sum()
+    assert (abs(int(moved.brain_mask.sum()) - int(sphere_phantom.brain_mask.sum()))
+            < 0.35 * sphere_phantom.brain_mask.sum())
 
 
 def test_deforming_the_phantom_equals_deforming_the_rendering(mni4):

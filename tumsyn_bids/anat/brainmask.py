@@ -143,10 +143,11 @@ def plausible_volume_ml(zooms, support_ml: float) -> tuple[float, float]:
 def mask_qc(mask: np.ndarray, data: np.ndarray, zooms, method: str) -> dict:
     """Sanity numbers of a brain mask, recorded as ``MaskQC`` in the mask's sidecar.
 
-    ``VolumeML``: the mask's volume, within :func:`plausible_volume_ml` for the voxel size. ``SupportDice``: Dice between the mask
-    and the image's own support (:func:`image_support`: about 0.5 for a good mask on a whole-head
-    image, about 1 on a skull-stripped one). ``InsideSupport``: the fraction of the mask on the
-    image's support (a brain mask reaching into the air is wrong); at least ``MIN_INSIDE_SUPPORT``.
+    ``VolumeML``: the mask's volume, within :func:`plausible_volume_ml` for the voxel size.
+    ``SupportDice``: Dice between the mask and the image's own support (:func:`image_support`:
+    about 0.5 for a good mask on a whole-head image, about 1 on a skull-stripped one).
+    ``InsideSupport``: the fraction of the mask on the image's support (a brain mask reaching into the
+    air is wrong); at least ``MIN_INSIDE_SUPPORT``.
     ``Warning``: one sentence when a check fails, else None.
     """
     mask = np.asarray(mask, dtype=bool)

@@ -217,7 +217,8 @@ def check_header_geometry(path: str | Path) -> None:
     qform, code = _qform(header)
     if qform is None:
         bcd = np.asarray([header["quatern_b"], header["quatern_c"], header["quatern_d"]], dtype=float)
-        raise DataError(f"qform (code {code}) holds an impossible quaternion (b^2+c^2+d^2 = {float((bcd**2).sum()):.3g} > 1) "
+        raise DataError(f"qform (code {code}) holds an impossible quaternion "
+                        f"(b^2+c^2+d^2 = {float((bcd**2).sum()):.3g} > 1) "
                         "and there is no usable sform: the voxels cannot be placed in space (set the qform "
                         "code to 0 to keep the voxel sizes only)", path=path)
 

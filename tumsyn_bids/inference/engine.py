@@ -368,7 +368,8 @@ class _Runner:
         with torch.inference_mode():
             for group in groups:
                 is_empty = group is empty
-                x = torch.zeros((1, 1, w, w, w), device=dev) if is_empty else torch.stack([crop(g) for g in group])[:, None]
+                x = (torch.zeros((1, 1, w, w, w), device=dev) if is_empty
+                     else torch.stack([crop(g) for g in group])[:, None])
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last_3d)
                 t0 = time.perf_counter()
@@ -485,6 +486,7 @@ class _Runner:
         except (RuntimeError, TypeError, ValueError):
             return False
         ref = self._net_decode(feat32, coords[None]).float()
-        ok = mine.shape == ref.shape and bool(torch.allclose(mine, ref, rtol=1e-4, atol=1e-4 * (1 + float(ref.abs().max()))))
+        ok = mine.shape == ref.shape and bool(
+            torch.allclose(mine, ref, rtol=1e-4, atol=1e-4 * (1 + float(ref.abs().max()))))
         log.debug("separable sampling %s", "enabled" if ok else "disabled: network decodes differently")
         return ok

@@ -114,7 +114,8 @@ def output_grid(
         # input voxel sizes to 1e-6 mm (as written in the header), so that float noise in the norms
         # of an oblique affine cannot move a truncation (1.4999999999999998 * 60 -> 89)
         v_hdr = np.where(v_in >= 1e-3, np.round(v_in, 6), v_in)
-        scale = tuple(1.0 if voxel_size is None else float(vi) / float(vo) for vi, vo in zip(v_hdr, v_out, strict=False))
+        scale = tuple(1.0 if voxel_size is None else float(vi) / float(vo)
+                      for vi, vo in zip(v_hdr, v_out, strict=False))
         out_shape = tuple(published_size(n, s) for n, s in zip(in_shape, scale, strict=False))
         f = 1.0 / np.asarray(scale, float)
         s = np.eye(4)

@@ -226,7 +226,8 @@ def plan_windows(
     if scales is not None:
         if scheme != "published" or spread:
             raise ValueError("the published index arithmetic needs scheme='published' and spread=False")
-        axes = [published_axis_windows(int(n), float(s), window, stride) for n, s in zip(in_shape, scales, strict=False)]
+        axes = [published_axis_windows(int(n), float(s), window, stride)
+                for n, s in zip(in_shape, scales, strict=False)]
         if tuple(m for _, _, m, _ in axes) != tuple(int(m) for m in out_shape):
             raise ValueError(f"output shape {tuple(out_shape)} is not the published int(N * s) "
                              f"{tuple(m for _, _, m, _ in axes)} for scales {tuple(scales)}")

@@ -22,7 +22,8 @@ class ResBlock(nn.Module):
         super().__init__()
         self.res_scale = res_scale
         self.body = nn.Sequential(
-            conv3(width, width), nn.BatchNorm3d(width), nn.ReLU(inplace=True), conv3(width, width), nn.BatchNorm3d(width)
+            conv3(width, width), nn.BatchNorm3d(width), nn.ReLU(inplace=True),
+            conv3(width, width), nn.BatchNorm3d(width)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

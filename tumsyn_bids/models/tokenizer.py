@@ -153,7 +153,8 @@ class ClipTokenizer:
         """Approximate inverse of :meth:`encode` (lower-cased, single spaces)."""
         byte_decoder = {c: b for b, c in self.byte_encoder.items()}
         text = "".join(self.decoder[int(i)] for i in ids if int(i) not in (0, SOT_TOKEN, EOT_TOKEN))
-        words = [bytearray(byte_decoder[c] for c in part).decode("utf-8", errors="replace") for part in text.split("</w>")]
+        words = [bytearray(byte_decoder[c] for c in part).decode("utf-8", errors="replace")
+                 for part in text.split("</w>")]
         return " ".join(words).strip()
 
 

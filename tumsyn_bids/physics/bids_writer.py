@@ -192,7 +192,8 @@ def simulate_dataset(out_dir: str | Path, phantom_for_subject: Callable[[int], o
                 gt_name = bids_name(sub, ses, image.contrast, desc="noisefree")
                 write_nifti(gt_anat / f"{gt_name}.nii.gz", truth_int, image.affine, np.int16)
                 write_json(gt_anat / f"{gt_name}.json", sidecar(image, {
-                    "Description": "noise-free, bias-free simulated image (same grid and intensity scale as the raw image)",
+                    "Description": "noise-free, bias-free simulated image "
+                                   "(same grid and intensity scale as the raw image)",
                     "Sources": [f"bids:raw:{(anat / f'{name}.nii.gz').relative_to(out).as_posix()}"],
                     "SkullStripped": spec.skull_strip}))
                 if not mask_written:

@@ -91,7 +91,8 @@ def output_grid(shape: tuple[int, ...], affine: np.ndarray, voxel_size, bbox_mas
     zooms = voxel_sizes(affine)
     vox = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
     if bbox_mask is not None and bbox_mask.any():
-        idx = np.nonzero(bbox_mask.any(axis=(1, 2))), np.nonzero(bbox_mask.any(axis=(0, 2))), np.nonzero(bbox_mask.any(axis=(0, 1)))
+        idx = (np.nonzero(bbox_mask.any(axis=(1, 2))), np.nonzero(bbox_mask.any(axis=(0, 2))),
+               np.nonzero(bbox_mask.any(axis=(0, 1))))
         lo = np.array([i[0][0] for i in idx], dtype=float) - margin_mm / zooms
         hi = np.array([i[0][-1] for i in idx], dtype=float) + margin_mm / zooms
         lo = np.maximum(lo, 0)

@@ -191,7 +191,8 @@ def losses(net, batch: dict, cfg: PhysicsTrainConfig, rng: np.random.Generator, 
             img_t = net.render(gb, protocol, contrast)
             img_p = net.render(pb, protocol, contrast)
             sel = tissue[b] > 0
-            scale = torch.quantile(img_t[sel][:20000], 0.99).clamp_min(1e-4) if sel.any() else img_t.max().clamp_min(1e-4)
+            scale = (torch.quantile(img_t[sel][:20000], 0.99).clamp_min(1e-4) if sel.any()
+                     else img_t.max().clamp_min(1e-4))
             render.append(((img_p - img_t).abs() * weight[b]).sum() / weight[b].sum().clamp_min(1.0) / scale)
     out["render"] = 3.0 * torch.stack(render).mean()
     return out
@@ -307,7 +308,8 @@ def train(cfg: PhysicsTrainConfig, out_dir: Path, *, resume: bool = True,
         wall += time.perf_counter() - t_fetch
         seen["patches"] += int(batch["x"].shape[0])
         seen["voxels"] += int(batch["x"][0].numel()) * int(batch["x"].shape[0])
-        record = {"step": step, "loss": float(loss.detach()), **{k: round(float(v.detach()), 5) for k, v in terms.items()},
+        record = {"step": step, "loss": float(loss.detach()),
+                  **{k: round(float(v.detach()), 5) for k, v in terms.items()},
                   "lr": lr_at(step - 1, cfg), "sec": round(time.perf_counter() - t_fetch, 3),
                   "data": round(t0 - t_fetch, 3)}
         with open(log_path, "a") as fh:
@@ -342,7 +344,8 @@ def export(out_dir: Path, dest: Path | None = None) -> dict[str, Any]:
     losses_log = [json.loads(x) for x in (out_dir / "losses.jsonl").read_text().splitlines() if x.strip()]
     losses_log = [r for r in losses_log if r["step"] <= state["step"]]
     tail = losses_log[-200:]
-    mean_tail = {k: float(np.mean([r[k] for r in tail])) for k in tail[0] if k not in ("step", "lr", "sec", "data")} if tail else {}
+    mean_tail = ({k: float(np.mean([r[k] for r in tail])) for k in tail[0] if k not in ("step", "lr", "sec", "data")}
+                 if tail else {})
     from tumsyn_bids.training.data_sim import stem
 
     train_files, held = labelmap_files(cfg.labelmaps, cfg.held_out)
@@ -352,7 +355,8 @@ def export(out_dir: Path, dest: Path | None = None) -> dict[str, Any]:
     cumulative = {"steps": int(before.get("steps", 0)) + int(state["step"]),
                   "patches": int(before.get("patches", 0)) + int(seen["patches"]),
                   "voxels": int(before.get("voxels", 0)) + int(seen["voxels"]),
-                  "wall_seconds": round(float(before.get("wall_seconds", 0.0)) + float(state.get("wall_seconds", 0.0)), 1),
+                  "wall_seconds": round(float(before.get("wall_seconds", 0.0))
+                                        + float(state.get("wall_seconds", 0.0)), 1),
                   "runs": int(before.get("runs", 0)) + 1}
     spec["training"] = {"recipe": "physics-structured, simulated label-map patches", "steps": int(state["step"]),
                         "seed": cfg.seed}

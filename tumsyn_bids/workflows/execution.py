@@ -121,7 +121,8 @@ def run_workflow(settings: "Settings", jobs: dict[str, list["Job"]], use_gpu: bo
         bids_dir=Path(settings.bids_dir), out_dir=Path(settings.output_dir), model=settings.model,
         weights=str(settings.weights) if settings.weights else None, device=settings.device, use_gpu=use_gpu,
         mode=settings.inference_mode, skull_strip=settings.skull_strip, mask_output=settings.mask_output,
-        save_maps=settings.save_maps, refine=settings.refine, omp_nthreads=omp, template_spaces=template_spaces(settings.output_spaces),
+        save_maps=settings.save_maps, refine=settings.refine, omp_nthreads=omp,
+        template_spaces=template_spaces(settings.output_spaces),
     )
     workflow = init_tumsyn_wf(jobs, opts, base_dir=Path(settings.work_dir), crash_dirs=crash_dirs)
     if settings.stop_on_first_crash:
