@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from tumsyn_bids.physics.signals import sequence_signal
 from tumsyn_bids.physics.tissues import TissueProperties
 from tumsyn_bids.protocols import Protocol
 
@@ -26,14 +25,14 @@ SWI_PHASE_POWER = 4
 
 def tissue_signals(properties: TissueProperties, protocol: Protocol, contrast: str | None = None) -> np.ndarray:
     """(K,) noise-free signal of each phantom class for ``protocol`` (air renders 0)."""
-    contrast = contrast or protocol.contrast
-    t1 = np.asarray(properties.t1, dtype=np.float64)
-    if contrast == "T1CE":
-        r1_per_ms = properties.gd_relaxivity * properties.gd_mm / 1000.0
-        t1 = 1.0 / (1.0 / t1 + r1_per_ms)
-    signal = sequence_signal(protocol, properties.pd, t1, properties.t2, properties.t2s)
-    if contrast == "SWI":
-        signal = signal * (1.0 - SWI_PHASE_WEIGHT * properties.susceptibility) ** SWI_PHASE_POWER
+    from tumsyn_bids.physics.signals import contrast_signal
+
+    def f64(x):
+        return np.asarray(x, dtype=np.float64)
+
+    signal = contrast_signal(protocol, f64(properties.pd), f64(properties.t1), f64(properties.t2), f64(properties.t2s),
+                             gd_r1=f64(properties.gd_relaxivity * np.asarray(properties.gd_mm)) / 1000.0,
+                             susceptibility=f64(properties.susceptibility), contrast=contrast)
     return np.where(properties.pd > 0, signal, 0.0)
 
 
