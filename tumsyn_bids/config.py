@@ -71,7 +71,7 @@ class Settings:
     targets: tuple[str, ...] = ("T2w",)
     voxel_size: tuple[float, float, float] | None = None  # None = the source's voxel size
     source: SourceSelector | None = None  # parsed --source (repeated: .more)
-    sources: str = "auto"  # auto: every usable contrast of the session; single: one source (--sources)
+    sources: str = "single"  # single: one source; auto: every usable contrast of the session (--sources)
     tr: float | None = None  # ms
     te: float | None = None  # ms
     ti: float | None = None  # ms

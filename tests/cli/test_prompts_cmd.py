@@ -51,7 +51,7 @@ def test_prompts_warns_about_implausible_and_missing_sidecars(make_ds, fx, tmp_p
 
 def test_prompts_lists_every_source_of_a_multi_source_output(make_ds):
     ds = make_ds("many_variants")
-    result = _invoke(ds, "--participant-label", "02", "--target", "PDw")
+    result = _invoke(ds, "--participant-label", "02", "--target", "PDw", "--sources", "auto")
     assert result.exit_code == 0, result.output
     assert "sub-02  PDw <- sub-02/anat/sub-02_acq-PMCoff_FLAIR.nii.gz" in result.output
     assert "  sources: 2 (the first defines the output grid and the brain mask)" in result.output
@@ -60,6 +60,8 @@ def test_prompts_lists_every_source_of_a_multi_source_output(make_ds):
             in result.output)
     single = _invoke(ds, "--participant-label", "02", "--target", "PDw", "--sources", "single")
     assert single.exit_code == 0 and "sources:" not in single.output
+    default = _invoke(ds, "--participant-label", "02", "--target", "PDw")
+    assert default.exit_code == 0 and "sources:" not in default.output
     picked = _invoke(ds, "--participant-label", "01", "--target", "PDw", "--source", "T2starw", "--source", "T2w",
                      "--json")
     out = json.loads(picked.output)["outputs"][0]

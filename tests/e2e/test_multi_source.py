@@ -57,7 +57,7 @@ def three_contrasts(tmp_path_factory) -> Path:
 def multi_run(three_contrasts, tmp_path_factory):
     base = tmp_path_factory.mktemp("multi_run")
     out, work = base / "out", base / "work"
-    args = [three_contrasts, out, "participant", "-w", work, "--device", "cpu", "--target", "FLAIR"]
+    args = [three_contrasts, out, "participant", "-w", work, "--device", "cpu", "--target", "FLAIR", "--sources", "auto"]
     start = time.perf_counter()
     proc = H.tumsyn_bids(*args, timeout=800)
     return proc, out, args, time.perf_counter() - start
@@ -65,7 +65,7 @@ def multi_run(three_contrasts, tmp_path_factory):
 
 def test_plan_lists_every_source_with_its_prompt(three_contrasts, tmp_path):
     proc = H.tumsyn_bids(three_contrasts, tmp_path / "out", "participant", "-w", tmp_path / "work",
-                         "--target", "FLAIR", "--dry-run")
+                         "--target", "FLAIR", "--sources", "auto", "--dry-run")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sources: 3 (the first defines the output grid and the brain mask)" in proc.stdout
     lines = [line.strip() for line in proc.stdout.splitlines()]

@@ -116,8 +116,9 @@ def run_app(
         rich_help_panel=_SYN),
     sources: Optional[Sources] = typer.Option(
         None, "--sources",
-        help="auto (default): every usable contrast of the session other than the target informs the synthesis "
-             "(registered to the first); single: one source, as chosen by the rule.", rich_help_panel=_SYN),
+        help="single (default): one source, as chosen by the rule; auto: every usable contrast of the session other "
+             "than the target informs the synthesis (registered to the first; README: Multi-source synthesis).",
+        rich_help_panel=_SYN),
     tr: Optional[float] = typer.Option(None, "--tr", metavar="MS", help="Target TR in ms (default: protocol table).",
                                        rich_help_panel=_SYN),
     te: Optional[float] = typer.Option(None, "--te", metavar="MS", help="Target TE in ms.", rich_help_panel=_SYN),

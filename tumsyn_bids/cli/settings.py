@@ -112,7 +112,7 @@ def build_settings(values: dict) -> "Settings":
         targets=tuple(targets),
         voxel_size=opt.parse_voxel(values["voxel"]),
         source=source,
-        sources=sources or "auto",
+        sources=sources or "single",
         tr=opt.parse_positive(values["tr"], "--tr"),
         te=opt.parse_positive(values["te"], "--te"),
         ti=opt.parse_positive(values["ti"], "--ti"),
