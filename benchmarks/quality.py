@@ -35,6 +35,9 @@ TASKS = [("T1w", "T2w"), ("T1w", "FLAIR"), ("T1w", "PDw"), ("T2w", "T1w"), ("FLA
          ("T1w@1x1x5", "T2w"), ("lesion:T1w", "lesion:T2w"), ("lesion:T1w", "lesion:FLAIR")]
 CONTRASTS = ["T1w", "T2w", "FLAIR", "PDw"]
 METHODS = ["model", "hist", "hist-inv", "lut"]  # + "refined" with --refine
+# --multi: leave-one-out source sets (the first source is the reference the network reads)
+MULTI_TASKS = [(("T1w", "T2w"), "FLAIR"), (("T1w", "FLAIR"), "T2w"), (("T2w", "FLAIR"), "T1w"),
+               (("T1w", "T2w", "FLAIR"), "PDw")]
 BINS = 64
 LESION_LABEL = 77  # FreeSurfer WM-hypointensities: simulated with the 'lesion' tissue kind
 
@@ -192,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the rows here")
     ap.add_argument("--refine", action="store_true",
                     help="also score the model with the physics-consistency refinement (method 'refined')")
+    ap.add_argument("--multi", action="store_true",
+                    help="multi-source leave-one-out (MULTI_TASKS): the refined model from every source against the "
+                         "same model from the best single source and the best single-source baselines")
     ap.add_argument("--kappa", type=float, default=None, help="refinement: accepted relative mismatch")
     ap.add_argument("--tau", type=float, default=None, help="refinement: prior width (WM -> GM = 1)")
     args = ap.parse_args(argv)
@@ -219,10 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     train_sims = [simulate(files[m], rng, args.field, args.spread, args.clean) for m in args.train_maps]
     luts = {(s, t): learn_lut(train_sims, s, t) for s, t in {(_base(s), t) for s, t in tasks}}
     rows, synth_seconds = [], []
+    if args.multi:
+        tasks = []
     for held in args.held_out:
         sims = simulate(files[held], rng, args.field, args.spread, args.clean)
         if args.crop:
             sims = crop_subject(sims, "T2w", args.crop)
+        if args.multi:
+            rows += multi_rows(held, sims, bundle, args)
         for src, tgt in tasks:
             s_img, t_img = sims[src], sims[tgt]
             mask = t_img.mask
@@ -271,11 +281,58 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     print(f"\nmodel {bundle.name} sha256 {bundle.sha256[:12]}; field {args.field} T; held-out {args.held_out}; "
           f"spread {args.spread}; {'clean' if args.clean else 'noisy, biased'} sources; "
-          f"crop {args.crop or 'none'}; synthesis {np.mean(synth_seconds):.1f} s per image (engine, CPU); "
+          f"crop {args.crop or 'none'}; synthesis {np.mean(synth_seconds or [np.nan]):.1f} s per image (engine, CPU); "
           f"total {time.time() - t_start:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
+
+
+def _refined_psnr(names: tuple[str, ...], sims: dict, tgt: str, prompt, bundle, window) -> float:
+    """Masked PSNR of the refined model reading ``names`` (the first is the reference source)."""
+    from tumsyn_bids.evaluation import compare
+    from tumsyn_bids.inference.refine import synthesize_refined
+
+    ref, t_img = sims[names[0]], sims[tgt]
+    extra = [(to_grid(sims[n].data, sims[n].affine, ref.data.shape, ref.affine), sims[n].prompt.text())
+             for n in names[1:]]
+    res, _, _ = synthesize_refined(ref.data, ref.affine, ref.mask, prompt, bundle, source_prompt=ref.prompt.text(),
+                                   extra_sources=extra, voxel_size=(1.0, 1.0, 1.0), device="cpu", progress=False,
+                                   window=window)
+    out = to_grid(res.data, res.affine, t_img.data.shape, t_img.affine) * t_img.mask
+    return compare(out, t_img.ground_truth, t_img.mask)["masked"]["psnr"]
+
+
+def multi_rows(held: str, sims: dict, bundle, args) -> list[dict]:
+    """Rows of the multi-source leave-one-out: 'multi' (refined, every source), 'single' (refined, the
+    best single source of the set), 'hist' / 'hist-inv' (the best single-source oracle of each kind)."""
+    from tumsyn_bids.contrasts import get_contrast
+    from tumsyn_bids.evaluation import compare
+    from tumsyn_bids.prompts import Prompt
+    from tumsyn_bids.protocols import default_protocol
+
+    rows = []
+    for sources, tgt in MULTI_TASKS:
+        t_img = sims[tgt]
+        mask, reference = t_img.mask, t_img.ground_truth
+        proto = default_protocol(tgt, args.field)
+        prompt = Prompt(get_contrast(tgt).prompt_modality, (1.0, 1.0, 1.0), age=t_img.prompt.age,
+                        sex=t_img.prompt.sex, field_strength=args.field, vendor=proto.vendor, tr_ms=proto.tr_ms,
+                        te_ms=proto.te_ms, ti_ms=proto.ti_ms, flip_angle=proto.flip_angle)
+        scores = {"multi": _refined_psnr(sources, sims, tgt, prompt, bundle, args.window),
+                  "single": max(_refined_psnr((s,), sims, tgt, prompt, bundle, args.window) for s in sources)}
+        for kind, fn in (("hist", hist_match), ("hist-inv", hist_match_inverted)):
+            best = -np.inf
+            for s in sources:
+                src = to_grid(sims[s].data, sims[s].affine, t_img.data.shape, t_img.affine)
+                best = max(best, compare(fn(src, reference, mask), reference, mask)["masked"]["psnr"])
+            scores[kind] = best
+        task = f"{'+'.join(sources)}->{tgt}"
+        for method, value in scores.items():
+            rows.append({"subject": held, "task": task, "method": method, "psnr_masked": value,
+                         "ssim_masked": float("nan"), "psnr": float("nan"), "ssim": float("nan")})
+        print(f"{held} {task}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()), file=sys.stderr)
+    return rows
 
 
 def print_table(rows: list[dict]) -> None:
