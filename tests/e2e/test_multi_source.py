@@ -57,7 +57,8 @@ def three_contrasts(tmp_path_factory) -> Path:
 def multi_run(three_contrasts, tmp_path_factory):
     base = tmp_path_factory.mktemp("multi_run")
     out, work = base / "out", base / "work"
-    args = [three_contrasts, out, "participant", "-w", work, "--device", "cpu", "--target", "FLAIR", "--sources", "auto"]
+    args = [three_contrasts, out, "participant", "-w", work, "--device", "cpu", "--target", "FLAIR",
+            "--sources", "auto"]
     start = time.perf_counter()
     proc = H.tumsyn_bids(*args, timeout=800)
     return proc, out, args, time.perf_counter() - start
