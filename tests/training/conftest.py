@@ -82,3 +82,12 @@ def tiny_config(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_CONFIG)
     return path
+
+
+@pytest.fixture(scope="module")
+def labelmap(tmp_path_factory) -> Path:
+    """A 40^3 sphere-head label map on disk (physics training tests)."""
+    labels, affine = sphere_head(n=40, voxel=1.0)
+    path = tmp_path_factory.mktemp("maps") / "sphere_seg.nii.gz"
+    nib.save(nib.Nifti1Image(labels, affine), str(path))
+    return path

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 
-import nibabel as nib
 import numpy as np
-import pytest
 import torch
 import typer
 from typer.testing import CliRunner
@@ -14,17 +12,7 @@ from typer.testing import CliRunner
 from tumsyn_bids.cli.train_cmd import train
 from tumsyn_bids.training import physics_data as pdata
 
-from .conftest import sphere_head
-
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def labelmap(tmp_path_factory):
-    labels, affine = sphere_head(n=40, voxel=1.0)
-    path = tmp_path_factory.mktemp("maps") / "sphere_seg.nii.gz"
-    nib.save(nib.Nifti1Image(labels, affine), str(path))
-    return path
 
 
 def _app() -> typer.Typer:

@@ -8,24 +8,12 @@ same state as one that never stopped (model, optimiser and random streams all re
 
 from __future__ import annotations
 
-import nibabel as nib
-import pytest
 import torch
 
 from tumsyn_bids.training.physics_data import SimConfig
 from tumsyn_bids.training.physics_train import PhysicsTrainConfig, train
 
-from .conftest import sphere_head
-
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def labelmap(tmp_path_factory):
-    labels, affine = sphere_head(n=40, voxel=1.0)
-    path = tmp_path_factory.mktemp("maps") / "sphere_seg.nii.gz"
-    nib.save(nib.Nifti1Image(labels, affine), str(path))
-    return path
 
 
 def _cfg(labelmap, steps: int, **changes) -> PhysicsTrainConfig:
