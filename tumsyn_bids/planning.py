@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tumsyn_bids.bids.validation import check_nifti, scan_payload  # noqa: F401 (old path of scan_payload)
+from tumsyn_bids.bids.validation import check_nifti
 from tumsyn_bids.contrasts import SUFFIX_TO_CONTRAST
 from tumsyn_bids.contrasts import contrast_of as _contrast_of_suffix
 from tumsyn_bids.errors import DataError

@@ -3,7 +3,7 @@
 One output (T2w from ``sub-01_ses-1_run-2_acq-fast_T1w``, ``--save-maps``, an MNI copy at res-2, an
 acquired T2w for QC) is written by the real writers (``anat/outputs.py``: image, sidecar, mask,
 maps, figures, template copy) and the real reportlet drawer; every file they report must be one
-of :func:`tumsyn_bids.runner.paths_of`'s paths, every path of the kinds written must exist, and
+of :func:`tumsyn_bids.workflows.jobs.paths_of`'s paths, every path of the kinds written must exist, and
 the runner's no-op check must then find the output up to date (a rerun writes nothing).
 """
 
@@ -16,12 +16,12 @@ import fixtures_bids as FX  # tests/ is on pytest's pythonpath
 import nibabel as nib
 import numpy as np
 
-from tumsyn_bids import runner
 from tumsyn_bids.anat.outputs import write_synthetic, write_template_copy
 from tumsyn_bids.bids.derivatives import sidecar_path
 from tumsyn_bids.config import Settings
 from tumsyn_bids.planning import build_plan
 from tumsyn_bids.reports.reportlets import write_reportlets
+from tumsyn_bids.workflows import jobs as job_list
 
 SOURCE = "sub-01/ses-1/anat/sub-01_ses-1_run-2_acq-fast_T1w.nii.gz"
 SPACE = "MNI152NLin2009cAsym:res-2"
@@ -40,7 +40,7 @@ def test_runner_paths_equal_written_paths(tmp_path):
                         source=None, save_maps=True, output_spaces=("T1w", SPACE))
     (output,) = [o for o in build_plan(settings, use_database=False).outputs]
     assert output.source_path == bids / SOURCE
-    expected = runner.paths_of(settings, output)
+    expected = job_list.paths_of(settings, output)
 
     work = tmp_path / "work"
     work.mkdir()
@@ -83,5 +83,5 @@ def test_runner_paths_equal_written_paths(tmp_path):
     assert on_disk - {Path("dataset_description.json"), Path(".bidsignore")} == listed
 
     # The runner's no-op check reads the same paths: this output is up to date.
-    jobs, done = runner.make_jobs(settings, build_plan(settings, use_database=False), "stand-in", "0" * 64)
+    jobs, done = job_list.make_jobs(settings, build_plan(settings, use_database=False), "stand-in", "0" * 64)
     assert jobs == {} and done == [expected.image.as_posix()]

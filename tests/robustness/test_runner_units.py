@@ -13,9 +13,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tumsyn_bids.bids.derivatives import dataset_relpath
-from tumsyn_bids.planning import check_nifti, scan_payload
-from tumsyn_bids.runner import STALE_SHARED_TEMPORARY_S, failure_message, remove_stale_temporaries
+from tumsyn_bids.bids.derivatives import STALE_SHARED_TEMPORARY_S, dataset_relpath, remove_stale_temporaries
+from tumsyn_bids.bids.validation import check_nifti, scan_payload
+from tumsyn_bids.workflows.execution import failure_message
 
 
 def test_leftovers_at_the_top_of_out_dir(tmp_path):
