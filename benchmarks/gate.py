@@ -125,17 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.real:
         ap.error("give --real OLD NEW (or --run)")
     passed = True
-    print("real scans (benchmarks/real_quality.py):")
-    print(f"  old: {real_summary(args.real[0])}")
-    print(f"  new: {real_summary(args.real[1])}")
-    ok, lines = compare(real_scores(args.real[0]), real_scores(args.real[1]), args.tolerance)
-    passed &= ok
-    print("\n".join("  " + x for x in lines))
+    benches = [("real scans (benchmarks/real_quality.py)", args.real, real_summary, real_scores)]
     if args.sim:
-        print("held-out simulated subjects (benchmarks/quality.py):")
-        print(f"  old: {sim_summary(args.sim[0])}")
-        print(f"  new: {sim_summary(args.sim[1])}")
-        ok, lines = compare(sim_scores(args.sim[0]), sim_scores(args.sim[1]), args.tolerance)
+        benches.append(("held-out simulated subjects (benchmarks/quality.py)", args.sim, sim_summary, sim_scores))
+    for title, (old, new), summary, scores in benches:
+        print(f"{title}:")
+        print(f"  old: {summary(old)}\n  new: {summary(new)}")
+        ok, lines = compare(scores(old), scores(new), args.tolerance)
         passed &= ok
         print("\n".join("  " + x for x in lines))
     print("gate: PASS" if passed else "gate: FAIL")

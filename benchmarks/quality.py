@@ -294,8 +294,7 @@ def _refined_psnr(names: tuple[str, ...], sims: dict, tgt: str, prompt, bundle, 
     from tumsyn_bids.inference.refine import synthesize_refined
 
     ref, t_img = sims[names[0]], sims[tgt]
-    extra = [(to_grid(sims[n].data, sims[n].affine, ref.data.shape, ref.affine), sims[n].prompt.text())
-             for n in names[1:]]
+    extra = [(sims[n].data, sims[n].affine, sims[n].prompt.text()) for n in names[1:]]
     res, _, _ = synthesize_refined(ref.data, ref.affine, ref.mask, prompt, bundle, source_prompt=ref.prompt.text(),
                                    extra_sources=extra, voxel_size=(1.0, 1.0, 1.0), device="cpu", progress=False,
                                    window=window)

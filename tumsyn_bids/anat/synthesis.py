@@ -83,8 +83,8 @@ def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out
     :mod:`tumsyn_bids.inference.refine` reads against the source before rendering the target; the
     saved maps are then the refined ones, from the same pass. ``extra_sources`` (multi-source
     synthesis): ``(file, source prompt)`` of further sources of the session, already registered to
-    ``in_file`` (resampled here onto its grid in world coordinates when they are on another grid);
-    each with a known contrast adds its evidence to the refinement (ignored without refinement).
+    ``in_file`` (on any grid: the refinement resamples each once onto the output grid); each with a
+    known contrast adds its evidence to the refinement (ignored without refinement).
     """
     import torch
 
@@ -108,14 +108,12 @@ def synthesize_file(in_file: str | Path, mask_file: str | Path, prompt: str, out
     maps: dict[str, str] = {}
     refinement: dict = {}
     if refine and predicts_tissue_maps(bundle):
-        from tumsyn_bids.inference.refine import resample_to_grid, synthesize_refined
+        from tumsyn_bids.inference.refine import synthesize_refined
 
         extra = []
         for path, text in extra_sources:
             other = nib.load(str(path))
-            values = resample_to_grid(np.asarray(other.dataobj, dtype=np.float32), other.affine, data.shape,
-                                      img.affine)
-            extra.append((np.where(mask, np.nan_to_num(values), 0.0).astype(np.float32), text or None))
+            extra.append((np.asarray(other.dataobj, dtype=np.float32), other.affine, text or None))
             LOGGER.info("extra source %s (prompt %r) joins the refinement", path, text)
         result, refined_maps, refinement = synthesize_refined(
             data, img.affine, mask, prompt, bundle, source_prompt=source_prompt or None, extra_sources=extra,

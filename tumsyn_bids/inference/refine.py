@@ -268,8 +268,9 @@ def synthesize_refined(image, affine, mask, prompt, bundle, *, source_prompt=Non
 
     One engine pass predicts every tissue map on the output grid; the maps are refined against the
     (normalised) source resampled onto that grid, and the target is rendered from them.
-    ``extra_sources``: more co-registered sources as ``(image, source prompt)`` on ``image``'s grid;
-    each with a known contrast adds its data term. Returns ``(result, maps, info)``: a
+    ``extra_sources``: more sources registered to ``image``, as ``(data, affine, source prompt)`` on
+    any grid (each is masked with ``mask`` carried to its grid, normalised there and resampled once onto
+    the output grid); each with a known contrast adds its data term. Returns ``(result, maps, info)``: a
     :class:`~tumsyn_bids.inference.engine.SynthesisResult` whose data is the rendered target, the
     refined maps (numpy, MAP_NAMES keys) and what was done. Without any usable source contrast the
     refinement is skipped (``info["refined"]`` False) and the target is rendered from the network's maps.
@@ -294,21 +295,24 @@ def synthesize_refined(image, affine, mask, prompt, bundle, *, source_prompt=Non
                 else bundle.encode_prompt(prompt))
     target_protocol, target_contrast = protocol_of(cond)
     shape = result.data.shape[:3]
+    mask = np.asarray(mask, dtype=np.float32)
     evidence, described = [], []
-    for data, text in [(image, source_prompt), *[(d, _text(p)) for d, p in extra_sources]]:
+    for data, data_affine, text in [(image, affine, source_prompt),
+                                    *[(d, a, _text(p)) for d, a, p in extra_sources]]:
         acquisition = source_protocol_for_refinement(text)
         if acquisition is None:
             continue
         protocol, contrast, note = acquisition
-        src = resample_to_grid(normalize_intensity(np.where(np.asarray(mask) > 0, data, 0.0)), affine, shape,
-                               result.affine)
+        inside_here = resample_to_grid(mask, affine, np.shape(data), data_affine, order=0) > 0.5
+        src = resample_to_grid(normalize_intensity(np.where(inside_here, np.nan_to_num(data), 0.0)), data_affine,
+                               shape, result.affine)
         evidence.append(SourceEvidence(torch.from_numpy(src).to(dev), protocol, contrast))
         described.append(f"{contrast} {protocol.sequence} TR {protocol.tr_ms:g} TE {protocol.te_ms:g} "
                          f"TI {protocol.ti_ms} FA {protocol.flip_angle} at {protocol.field_strength:g} T"
                          + (f" ({note})" if note else ""))
     info: dict = {"refined": False}
     if evidence:
-        inside = resample_to_grid(np.asarray(mask, dtype=np.float32), affine, shape, result.affine) > 0.5
+        inside = resample_to_grid(mask, affine, shape, result.affine) > 0.5
         t1 = time.perf_counter()
         rendered, maps, summary = refine(maps, evidence, torch.from_numpy(inside).to(dev), None, "",
                                          target_protocol, target_contrast, tuple(result.voxel_size), settings)
